@@ -1,0 +1,38 @@
+"""Value types shared by every layer: messages, tool calls, usage, clock, ids, errors."""
+
+from .clock import Clock, ManualClock, SystemClock
+from .errors import (
+    ConciergeError,
+    ConfigError,
+    LimitExceeded,
+    ModelError,
+    ModelHTTPError,
+    ModelUnavailableError,
+    SessionError,
+    ToolArgumentsError,
+    ToolDefinitionError,
+    ToolError,
+    ToolNotFoundError,
+    ValidationError,
+)
+from .ids import IdFactory, RandomIds, SequentialIds
+from .messages import (
+    AssistantMessage,
+    Message,
+    SystemMessage,
+    ToolCall,
+    ToolResultMessage,
+    UserMessage,
+    message_from_dict,
+    message_text,
+    message_to_dict,
+)
+from .usage import Usage
+
+__all__ = [
+    "AssistantMessage", "Clock", "ConciergeError", "ConfigError", "IdFactory", "LimitExceeded",
+    "ManualClock", "Message", "ModelError", "ModelHTTPError", "ModelUnavailableError", "RandomIds",
+    "SequentialIds", "SessionError", "SystemClock", "SystemMessage", "ToolArgumentsError", "ToolCall",
+    "ToolDefinitionError", "ToolError", "ToolNotFoundError", "ToolResultMessage", "Usage",
+    "UserMessage", "ValidationError", "message_from_dict", "message_text", "message_to_dict",
+]

@@ -1,0 +1,6 @@
+"""Durable sessions: the store protocol, an in-memory store and an SQL store (SQLite/PostgreSQL)."""
+
+from .base import Session, SessionStore, TurnCommit, apply_commit
+from .memory import InMemorySessionStore
+
+__all__ = ["InMemorySessionStore", "Session", "SessionStore", "TurnCommit", "apply_commit"]
