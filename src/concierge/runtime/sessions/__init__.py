@@ -2,5 +2,6 @@
 
 from .base import Session, SessionStore, TurnCommit, apply_commit
 from .memory import InMemorySessionStore
+from .sql import SqlSessionStore
 
-__all__ = ["InMemorySessionStore", "Session", "SessionStore", "TurnCommit", "apply_commit"]
+__all__ = ["InMemorySessionStore", "Session", "SessionStore", "SqlSessionStore", "TurnCommit", "apply_commit"]

@@ -1,0 +1,66 @@
+"""What a turn returns, and the state it carries while it runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.messages import Message, message_to_dict
+from ..core.usage import Usage
+from .tracing import TraceStep
+
+
+@dataclass(slots=True)
+class TurnState:
+    """The whole in-flight turn in one place: what it added, spent and established."""
+
+    session_id: str
+    principal: str
+    messages: list[Message] = field(default_factory=list)
+    steps: list[TraceStep] = field(default_factory=list)
+    usage: Usage = Usage()
+    new_pins: list[str] = field(default_factory=list)
+    window_start: int = 0
+    summary: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "principal": self.principal,
+            "messages": [message_to_dict(m) for m in self.messages],
+            "steps": [step_to_dict(s) for s in self.steps],
+            "usage": {"input_tokens": self.usage.input_tokens, "output_tokens": self.usage.output_tokens,
+                      "cost_usd": self.usage.cost_usd},
+            "new_pins": list(self.new_pins),
+            "window_start": self.window_start,
+            "summary": self.summary,
+        }
+
+
+def step_to_dict(step: TraceStep) -> dict[str, Any]:
+    return {
+        "kind": step.kind, "name": step.name, "arguments": step.arguments, "result": step.result_summary,
+        "latency_ms": round(step.latency_ms, 3), "input_tokens": step.input_tokens,
+        "output_tokens": step.output_tokens, "cost_usd": step.cost_usd, "error": step.error,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class TurnResult:
+    session_id: str
+    reply: str
+    steps: tuple[TraceStep, ...]
+    usage: Usage
+    # None when the model answered; otherwise the limit that stopped the turn
+    # ("max_steps", "timeout", "budget", "empty_reply", "model_error") and `reply` is the hand-off message.
+    stopped_by: str | None
+    trace_id: str
+    new_messages: tuple[Message, ...]
+
+    @property
+    def handed_off(self) -> bool:
+        return self.stopped_by is not None
+
+    @property
+    def tool_calls(self) -> list[TraceStep]:
+        return [s for s in self.steps if s.kind == "tool"]

@@ -1,0 +1,229 @@
+"""`Runtime.turn()`: observe → think → act until the model answers in text.
+
+The runtime is the coordinator of a turn whose planner is the model. It owns the hard
+limits (steps, wall clock, tokens, cost), loop detection, tool-result truncation, the context
+budget and the session lock; what a tool call *means* transactionally belongs to the
+`ToolExecutor` it is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+
+from opentelemetry import trace
+
+from ..core.clock import Clock, SystemClock
+from ..core.errors import ModelError, ValidationError
+from ..core.messages import AssistantMessage, ToolCall, ToolResultMessage, UserMessage
+from ..llm.tokens import EstimatingCounter, TokenCounter
+from ..tools.executor import DirectExecutor, ToolExecutor, ToolOutcome
+from ..tools.tool import ToolContext
+from .agent import Agent
+from .context import ContextBuilder, ModelSummarizer, Summarizer
+from .locks import SessionLocks
+from .loop_guard import BLOCKED, LoopGuard
+from .result import TurnResult, TurnState
+from .sessions.base import Session, SessionStore, TurnCommit
+from .sessions.memory import InMemorySessionStore
+from .tracing import TraceStep, default_tracer, span_id_hex
+from .truncation import render, truncate_result
+
+logger = logging.getLogger(__name__)
+
+SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+MAX_USER_MESSAGE_CHARS = 32_000
+PIN_TOKENS = 60
+SUMMARY_CHARS = 200
+
+
+class Runtime:
+    """Runs turns of one agent over sessions kept in a `SessionStore`."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        *,
+        store: SessionStore | None = None,
+        executor: ToolExecutor | None = None,
+        summarizer: Summarizer | None = None,
+        token_counter: TokenCounter | None = None,
+        clock: Clock | None = None,
+        tracer: trace.Tracer | None = None,
+        locks: SessionLocks | None = None,
+    ) -> None:
+        self.agent = agent
+        self.store: SessionStore = store if store is not None else InMemorySessionStore()
+        self.executor: ToolExecutor = executor if executor is not None else DirectExecutor()
+        if token_counter is None:
+            make_counter = getattr(agent.model, "token_counter", None)
+            token_counter = make_counter() if callable(make_counter) else EstimatingCounter()
+        self.counter = token_counter
+        self.context = ContextBuilder(
+            token_counter, summarizer or ModelSummarizer(agent.model), agent.limits.context_tokens
+        )
+        self.clock = clock or SystemClock()
+        self.tracer = tracer or default_tracer()
+        self.locks = locks or SessionLocks()
+        self._specs = agent.registry.specs()
+
+    async def turn(self, session_id: str, user_message: str, principal: str = "anonymous") -> TurnResult:
+        """Handle one user message; messages for the same session run one at a time, in arrival order."""
+        _validate_turn_input(session_id, user_message, principal)
+        async with self.locks.hold(session_id):
+            return await self._turn(session_id, user_message, principal)
+
+    async def _turn(self, session_id: str, text: str, principal: str) -> TurnResult:
+        with self.tracer.start_as_current_span("concierge.turn") as span:
+            span.set_attribute("concierge.session_id", session_id)
+            span.set_attribute("concierge.agent", self.agent.name)
+            session = await self.store.load(session_id) or await self.store.create(session_id, self.clock.now())
+            state = TurnState(session_id, principal, [UserMessage(text)], window_start=session.window_start,
+                              summary=session.summary)
+            stopped_by: str | None = None
+            try:
+                async with asyncio.timeout(self.agent.limits.timeout_s):
+                    reply, stopped_by = await self._loop(session, state)
+            except TimeoutError:
+                reply, stopped_by = self._handoff(session, state), "timeout"
+            except ModelError as exc:  # the provider failed after its retries: hand off, keep the turn
+                logger.warning("model failed in session %s: %s", session_id, exc)
+                span.record_exception(exc)
+                reply, stopped_by = self._handoff(session, state), "model_error"
+            if stopped_by is not None:
+                span.set_attribute("concierge.stopped_by", stopped_by)
+                _close_open_calls(state, stopped_by)
+                state.messages.append(AssistantMessage(content=reply))
+            await self.store.commit_turn(session, TurnCommit(
+                state.messages, state.new_pins, state.window_start, state.summary, session.state, self.clock.now()
+            ))
+            return TurnResult(session_id, reply, tuple(state.steps), state.usage, stopped_by, span_id_hex(span),
+                              tuple(state.messages))
+
+    async def _loop(self, session: Session, state: TurnState) -> tuple[str, str | None]:
+        agent = self.agent
+        limits = agent.limits
+        guard = LoopGuard()
+        tool_choice = agent.tool_choice
+        context = ToolContext(state.session_id, state.principal, session.state)
+        for _ in range(limits.max_steps):
+            window = await self.context.build(agent.instructions, session, state.window_start, state.summary,
+                                              (*session.pinned_facts, *state.new_pins), state.messages)
+            if window.summarized:
+                state.window_start, state.summary = window.window_start, window.summary
+                state.steps.append(TraceStep("summary", "context", None, window.summary or "", 0.0))
+            response = await self._call_model(window.messages, tool_choice, state)
+            message = response.message
+            state.messages.append(message)
+            if not message.tool_calls:
+                if message.content and message.content.strip():
+                    return message.content, None
+                return self._handoff(session, state), "empty_reply"
+            if self._over_budget(state):
+                return self._handoff(session, state), "budget"
+            tool_choice = "auto"
+            for call in message.tool_calls:
+                await self._run_tool(call, context, guard, state)
+        return self._handoff(session, state), "max_steps"
+
+    async def _call_model(self, messages, tool_choice, state: TurnState):
+        agent = self.agent
+        with self.tracer.start_as_current_span("llm.complete") as span:
+            started = time.perf_counter()
+            response = await agent.model.complete(
+                messages, tools=self._specs, tool_choice=tool_choice, settings=agent.model_settings
+            )
+            latency_ms = (time.perf_counter() - started) * 1000
+            usage = response.usage
+            span.set_attribute("gen_ai.request.model", agent.model.name)
+            span.set_attribute("gen_ai.usage.input_tokens", usage.input_tokens)
+            span.set_attribute("gen_ai.usage.output_tokens", usage.output_tokens)
+        state.usage = state.usage + usage
+        message = response.message
+        summary = message.content or ", ".join(c.name for c in message.tool_calls)
+        state.steps.append(TraceStep("model", agent.model.name, None, summary[:SUMMARY_CHARS], latency_ms,
+                                     usage.input_tokens, usage.output_tokens, usage.cost_usd))
+        return response
+
+    async def _run_tool(self, call: ToolCall, context: ToolContext, guard: LoopGuard, state: TurnState) -> None:
+        tool = self.agent.registry._tools.get(call.name)  # direct dict lookup: hot path
+        with self.tracer.start_as_current_span("tool.execute") as span:
+            span.set_attribute("concierge.tool", call.name)
+            started = time.perf_counter()
+            if tool is None:
+                names = ", ".join(t.name for t in self.agent.registry)
+                outcome = ToolOutcome(error=f"There is no tool named {call.name!r}. Available tools: {names}.")
+            elif guard.blocked(call):
+                outcome = ToolOutcome(error=BLOCKED)
+            else:
+                outcome = await self.executor.execute(tool, call, context)
+            latency_ms = (time.perf_counter() - started) * 1000
+            if outcome.error is not None:
+                span.set_attribute("concierge.tool.error", outcome.error[:SUMMARY_CHARS])
+        if outcome.error is not None:
+            content = outcome.error
+            if outcome.error is not BLOCKED:
+                note = guard.record_failure(call)
+                if note:
+                    content = f"{content}\n{note}"
+            state.messages.append(ToolResultMessage(call.id, call.name, content, True))
+            state.steps.append(TraceStep("tool", call.name, call.arguments, content[:SUMMARY_CHARS], latency_ms,
+                                         error=outcome.error))
+            return
+        assert tool is not None
+        budget = self.agent.limits.max_tool_result_tokens
+        content = truncate_result(outcome.value, tool.essential_fields, budget, self.counter)
+        state.messages.append(ToolResultMessage(call.id, call.name, content))
+        state.steps.append(TraceStep("tool", call.name, call.arguments, content[:SUMMARY_CHARS], latency_ms))
+        if tool.writes:
+            state.new_pins.append(self._pin(call, tool.essential_fields, outcome.value))
+
+    def _pin(self, call: ToolCall, essential: tuple[str, ...], value: object) -> str:
+        if essential and isinstance(value, dict):
+            value = {k: value[k] for k in essential if k in value}
+        result = truncate_result(value, (), PIN_TOKENS, self.counter)
+        return f"{call.name}({render(call.arguments)}) succeeded: {result}"
+
+    def _over_budget(self, state: TurnState) -> bool:
+        limits = self.agent.limits
+        if limits.max_tokens is not None and state.usage.total_tokens > limits.max_tokens:
+            return True
+        return limits.max_cost_usd is not None and state.usage.cost_usd > limits.max_cost_usd
+
+    def _handoff(self, session: Session, state: TurnState) -> str:
+        """An honest hand-off: no promise, plus what really was done this turn."""
+        reply = self.agent.handoff_message
+        if state.new_pins:
+            reply += " Already done: " + "; ".join(state.new_pins)
+        return reply
+
+
+def _close_open_calls(state: TurnState, reason: str) -> None:
+    """Every tool call in history gets a result, even when the turn stopped before running it."""
+    answered = {m.tool_call_id for m in state.messages if isinstance(m, ToolResultMessage)}
+    for message in list(state.messages):
+        if isinstance(message, AssistantMessage):
+            for call in message.tool_calls:
+                if call.id not in answered:
+                    state.messages.append(ToolResultMessage(
+                        call.id, call.name, f"Not executed: the turn stopped ({reason}) before this call ran.", True
+                    ))
+
+
+def _validate_turn_input(session_id: object, user_message: object, principal: object) -> None:
+    if not isinstance(session_id, str) or not SESSION_ID_RE.match(session_id):
+        raise ValidationError(
+            f"invalid session id {session_id!r}",
+            hint="use 1-128 characters from letters, digits and . _ : @ -",
+        )
+    if not isinstance(user_message, str) or not user_message.strip():
+        raise ValidationError("the user message is empty", hint="send the customer's text")
+    if len(user_message) > MAX_USER_MESSAGE_CHARS:
+        raise ValidationError(
+            f"the user message has {len(user_message)} characters",
+            hint=f"send at most {MAX_USER_MESSAGE_CHARS} characters per message",
+        )
+    if not isinstance(principal, str) or not principal.strip():
+        raise ValidationError("the principal is empty", hint="say who is asking (a customer or operator id)")

@@ -1,0 +1,226 @@
+"""SqlSessionStore on a SQLite file: durable round-trips and optimistic concurrency."""
+
+from __future__ import annotations
+
+import importlib.util
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from concierge.core.errors import ConfigError, SessionError
+from concierge.core.messages import AssistantMessage, ToolCall, ToolResultMessage, UserMessage
+from concierge.runtime.sessions import Session, SessionStore, SqlSessionStore, TurnCommit
+
+T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+
+
+def _url(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def _turn_one() -> TurnCommit:
+    return TurnCommit(
+        new_messages=[
+            UserMessage("Where is order 42?"),
+            AssistantMessage(None, (ToolCall("c1", "lookup_order", {"order_id": 42, "fields": ["status"]}),)),
+            ToolResultMessage("c1", "lookup_order", '{"status": "shipped"}'),
+            AssistantMessage("Order 42 has shipped."),
+        ],
+        new_pinned_facts=["order 42: shipped"],
+        window_start=0,
+        summary=None,
+        state={"customer": {"id": "cust-7", "tier": "gold"}, "orders": [42]},
+        updated_at=T0 + timedelta(minutes=1),
+    )
+
+
+def _turn_two() -> TurnCommit:
+    return TurnCommit(
+        new_messages=[
+            UserMessage("Cancel it, please."),
+            AssistantMessage("Cancelling.", (ToolCall("c2", "cancel_order", {"order_id": 42}),)),
+            ToolResultMessage("c2", "cancel_order", "cannot cancel a shipped order", is_error=True),
+            AssistantMessage("Sorry, a shipped order cannot be cancelled. Ünïcødé ✓"),
+        ],
+        new_pinned_facts=["cancel order 42: refused", "refund offered"],
+        window_start=4,
+        summary="Customer asked about order 42, which has shipped.",
+        state={"customer": {"id": "cust-7", "tier": "gold"}, "orders": [42], "cancel_refused": True},
+        updated_at=T0 + timedelta(minutes=2),
+    )
+
+
+def _assert_same(a: Session, b: Session) -> None:
+    assert a.id == b.id
+    assert a.created_at == b.created_at and a.created_at.tzinfo is not None and b.created_at.tzinfo is not None
+    assert a.updated_at == b.updated_at
+    assert a.history == b.history
+    assert a.window_start == b.window_start
+    assert a.summary == b.summary
+    assert a.pinned_facts == b.pinned_facts
+    assert a.state == b.state
+    assert a.turns == b.turns
+
+
+def test_satisfies_protocol(tmp_path: Path) -> None:
+    store: SessionStore = SqlSessionStore(_url(tmp_path / "s.db"))
+    assert store is not None
+
+
+async def test_round_trip_across_store_objects(tmp_path: Path) -> None:
+    db = tmp_path / "nested" / "dir" / "sessions.db"  # parent directories do not exist yet
+    writer = SqlSessionStore(_url(db))
+    session = await writer.create("s1", T0)
+    assert session.turns == 0 and session.history == []
+    await writer.commit_turn(session, _turn_one())
+    await writer.commit_turn(session, _turn_two())
+    await writer.close()
+
+    assert session.turns == 2 and len(session.history) == 8
+    assert session.pinned_facts == ["order 42: shipped", "cancel order 42: refused", "refund offered"]
+
+    reader = SqlSessionStore(_url(db))
+    try:
+        loaded = await reader.load("s1")
+        assert loaded is not None
+        _assert_same(loaded, session)
+        assert loaded.created_at == T0
+        assert loaded.updated_at == T0 + timedelta(minutes=2)
+        assert loaded.window_start == 4
+        assert loaded.summary == "Customer asked about order 42, which has shipped."
+        assert isinstance(loaded.history[1], AssistantMessage)
+        assert loaded.history[1].tool_calls[0].arguments == {"order_id": 42, "fields": ["status"]}
+        assert loaded.history[6] == ToolResultMessage(
+            "c2", "cancel_order", "cannot cancel a shipped order", is_error=True
+        )
+        # The loaded session keeps committing where the other store left off.
+        await reader.commit_turn(loaded, TurnCommit([UserMessage("thanks")], [], 4, loaded.summary,
+                                                    loaded.state, T0 + timedelta(minutes=3)))
+        again = await SqlSessionStore(_url(db)).load("s1")
+        assert again is not None and again.turns == 3 and again.history[-1] == UserMessage("thanks")
+    finally:
+        await reader.close()
+
+
+async def test_timestamps_normalised_to_utc(tmp_path: Path) -> None:
+    store = SqlSessionStore(_url(tmp_path / "s.db"))
+    try:
+        local = datetime(2026, 1, 1, 11, 0, tzinfo=UTC).astimezone()  # some local offset
+        await store.create("tz", local)
+        loaded = await store.load("tz")
+        assert loaded is not None
+        assert loaded.created_at == local and loaded.created_at.tzinfo == UTC
+    finally:
+        await store.close()
+
+
+async def test_duplicate_create_raises(tmp_path: Path) -> None:
+    store = SqlSessionStore(_url(tmp_path / "s.db"))
+    try:
+        await store.create("dup", T0)
+        with pytest.raises(SessionError, match="already exists"):
+            await store.create("dup", T0)
+        other = SqlSessionStore(_url(tmp_path / "s.db"))
+        with pytest.raises(SessionError):
+            await other.create("dup", T0)
+        await other.close()
+    finally:
+        await store.close()
+
+
+async def test_stale_concurrent_commit_raises(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    setup = SqlSessionStore(_url(db))
+    await setup.create("race", T0)
+    await setup.close()
+
+    a, b = SqlSessionStore(_url(db)), SqlSessionStore(_url(db))
+    try:
+        sa, sb = await a.load("race"), await b.load("race")
+        assert sa is not None and sb is not None
+        await a.commit_turn(sa, _turn_one())
+        with pytest.raises(SessionError, match="another writer"):
+            await b.commit_turn(sb, _turn_two())
+        # The loser's in-memory session is untouched, and nothing of its turn was stored.
+        assert sb.turns == 0 and sb.history == []
+        fresh = await b.load("race")
+        assert fresh is not None
+        _assert_same(fresh, sa)
+        # After reloading, the loser can commit.
+        await b.commit_turn(fresh, _turn_two())
+        assert fresh.turns == 2 and len(fresh.history) == 8
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_two_loads_through_one_store_cannot_both_commit(tmp_path: Path) -> None:
+    store = SqlSessionStore(_url(tmp_path / "s.db"))
+    try:
+        await store.create("same", T0)
+        first, second = await store.load("same"), await store.load("same")
+        assert first is not None and second is not None
+        await first and store.commit_turn(first, _turn_one())
+        with pytest.raises(SessionError):
+            await store.commit_turn(second, _turn_two())
+    finally:
+        await store.close()
+
+
+async def test_commit_of_foreign_session_raises(tmp_path: Path) -> None:
+    store = SqlSessionStore(_url(tmp_path / "s.db"))
+    try:
+        with pytest.raises(SessionError, match="not loaded or created"):
+            await store.commit_turn(Session("ghost", T0, T0), _turn_one())
+    finally:
+        await store.close()
+
+
+async def test_unknown_session_is_none(tmp_path: Path) -> None:
+    store = SqlSessionStore(_url(tmp_path / "s.db"))
+    try:
+        assert await store.load("nope") is None
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("url", ["not a url", "", "mysql+aiomysql://u:secret@h/db", "redis://localhost/0"])
+def test_bad_url_is_config_error(url: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        SqlSessionStore(url)
+    text = str(info.value)
+    assert "sqlite+aiosqlite" in text and "postgresql+asyncpg" in text
+    assert "secret" not in text
+
+
+def test_plain_sqlite_scheme_upgraded_to_async_driver(tmp_path: Path) -> None:
+    store = SqlSessionStore(f"sqlite:///{tmp_path / 's.db'}")
+    assert store.engine.url.drivername == "sqlite+aiosqlite"
+
+
+def test_postgres_url_uses_same_store() -> None:
+    url = "postgresql://user:secret@localhost/concierge"
+    if importlib.util.find_spec("asyncpg") is None:
+        with pytest.raises(ConfigError, match="postgres") as info:
+            SqlSessionStore(url)
+        assert "secret" not in str(info.value)
+    else:
+        store = SqlSessionStore(url)  # builds the engine; connects only on first use
+        assert store.engine.dialect.name == "postgresql"
+        assert store.engine.url.drivername == "postgresql+asyncpg"
+
+
+async def test_from_engine_and_sqlite_pragmas(tmp_path: Path) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    store = SqlSessionStore.from_engine(create_async_engine(_url(tmp_path / "s.db")))
+    try:
+        await store.create("e", T0)
+        async with store.engine.connect() as conn:
+            assert (await conn.scalar(text("PRAGMA journal_mode"))) == "wal"
+            assert (await conn.scalar(text("PRAGMA foreign_keys"))) == 1
+        assert await store.load("e") is not None
+    finally:
+        await store.close()
