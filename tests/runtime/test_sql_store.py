@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from concierge.core.errors import ConfigError, SessionError
+from concierge.core.errors import ConfigError, SessionError, ValidationError
 from concierge.core.messages import AssistantMessage, ToolCall, ToolResultMessage, UserMessage
 from concierge.runtime.sessions import Session, SessionStore, SqlSessionStore, TurnCommit
 
@@ -53,7 +53,8 @@ def _turn_two() -> TurnCommit:
 
 def _assert_same(a: Session, b: Session) -> None:
     assert a.id == b.id
-    assert a.created_at == b.created_at and a.created_at.tzinfo is not None and b.created_at.tzinfo is not None
+    assert a.created_at == b.created_at
+    assert a.created_at.tzinfo is not None and b.created_at.tzinfo is not None
     assert a.updated_at == b.updated_at
     assert a.history == b.history
     assert a.window_start == b.window_start
@@ -115,6 +116,16 @@ async def test_timestamps_normalised_to_utc(tmp_path: Path) -> None:
         await store.close()
 
 
+async def test_naive_datetime_refused(tmp_path: Path) -> None:
+    store = SqlSessionStore(_url(tmp_path / "s.db"))
+    try:
+        with pytest.raises(ValidationError, match="timezone-aware"):
+            await store.create("naive", datetime(2026, 1, 1))
+        assert await store.load("naive") is None
+    finally:
+        await store.close()
+
+
 async def test_duplicate_create_raises(tmp_path: Path) -> None:
     store = SqlSessionStore(_url(tmp_path / "s.db"))
     try:
@@ -161,7 +172,7 @@ async def test_two_loads_through_one_store_cannot_both_commit(tmp_path: Path) ->
         await store.create("same", T0)
         first, second = await store.load("same"), await store.load("same")
         assert first is not None and second is not None
-        await first and store.commit_turn(first, _turn_one())
+        await store.commit_turn(first, _turn_one())
         with pytest.raises(SessionError):
             await store.commit_turn(second, _turn_two())
     finally:

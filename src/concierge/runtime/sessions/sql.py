@@ -1,15 +1,12 @@
 """Sessions in an SQL database: a SQLite file by default, PostgreSQL by URL, one code path.
 
-History is append-only (one row per message), so a commit only ever inserts message and
-pinned-fact rows and updates the session row. Every commit bumps `version` under a
-`WHERE version = :expected` guard: two writers that loaded the same session cannot both
-win, and the loser gets a SessionError instead of silently losing the other's turn.
+History is append-only, so a commit inserts message and pinned-fact rows and updates the
+session row, all in one transaction. The update is guarded by `version`: of two writers that
+loaded the same session only one wins; the other gets a SessionError, not a lost turn.
 
-Portability: the schema uses only generic types (String, Text, Integer, JSON, timezone-aware
-DateTime) and the queries are plain Core, so PostgreSQL (`postgresql+asyncpg://`, needs the
-`postgres` extra) runs the same statements. The only SQLite-specific code is the connect
-event that sets WAL, foreign keys and a busy timeout, and it is registered only when the
-engine's dialect is SQLite.
+PostgreSQL (`postgresql+asyncpg://`, the `postgres` extra) runs the same statements: the schema
+uses only generic types and the queries are plain Core. The one SQLite-specific piece is the
+connect event setting WAL, foreign keys and a busy timeout, registered only for SQLite engines.
 """
 
 from __future__ import annotations
@@ -24,20 +21,15 @@ from sqlalchemy import JSON, Column, DateTime, ForeignKey, Integer, MetaData, St
 from sqlalchemy import TypeDecorator, event, insert, select, update
 from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from ...core.errors import ConfigError, SessionError
+from ...core.errors import ConfigError, SessionError, ValidationError
 from ...core.messages import message_from_dict, message_to_dict
 from .base import Session, TurnCommit, apply_commit
 
 # Plain schemes are upgraded to the async driver the store needs.
-_DRIVERS = {
-    "sqlite": "sqlite+aiosqlite",
-    "sqlite+aiosqlite": "sqlite+aiosqlite",
-    "postgres": "postgresql+asyncpg",
-    "postgresql": "postgresql+asyncpg",
-    "postgresql+asyncpg": "postgresql+asyncpg",
-}
+_SQLITE, _POSTGRES = "sqlite+aiosqlite", "postgresql+asyncpg"
+_DRIVERS = {"sqlite": _SQLITE, _SQLITE: _SQLITE, "postgres": _POSTGRES, "postgresql": _POSTGRES, _POSTGRES: _POSTGRES}
 _SUPPORTED = "sqlite+aiosqlite:///path/to/file.db or postgresql+asyncpg://user:password@host/db"
 _LOAD_ATTEMPTS = 5
 
@@ -49,11 +41,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise SessionError("naive datetime given to the session store", hint="pass timezone-aware times")
-        return value.astimezone(UTC)
+        return None if value is None else value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
@@ -105,6 +93,13 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
         cursor.close()
 
 
+def _aware(value: datetime) -> datetime:
+    """Naive times are ambiguous once stored; refuse them before they reach the database."""
+    if value.tzinfo is None:
+        raise ValidationError("naive datetime given to the session store", hint="pass timezone-aware times")
+    return value
+
+
 def _redact(url: str) -> str:
     """The URL fit for an error message: no password."""
     return re.sub(r"(://[^/@]*?:)[^/@]*@", r"\1***@", url)
@@ -135,7 +130,8 @@ class SqlSessionStore:
                 hint="install concierge[postgres] for PostgreSQL",
             ) from exc
         except ArgumentError as exc:
-            raise ConfigError(f"bad session store URL {_redact(url)!r}: {exc}", hint=f"use {_SUPPORTED}") from exc
+            message = f"bad session store URL {_redact(url)!r}: {exc}"
+            raise ConfigError(message, hint=f"use {_SUPPORTED}") from exc
         self._setup(engine)
 
     @classmethod
@@ -151,8 +147,9 @@ class SqlSessionStore:
         self._schema_lock = asyncio.Lock()
         # Session has no version field; the version each loaded session was read at lives here.
         self._versions: dict[str, int] = {}
-        if engine.dialect.name == "sqlite" and not event.contains(engine.sync_engine, "connect", _sqlite_pragmas):
-            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        sync_engine = engine.sync_engine
+        if engine.dialect.name == "sqlite" and not event.contains(sync_engine, "connect", _sqlite_pragmas):
+            event.listen(sync_engine, "connect", _sqlite_pragmas)
 
     async def _ensure_schema(self) -> None:
         if self._schema_ready:
@@ -172,7 +169,8 @@ class SqlSessionStore:
         await self._ensure_schema()
         async with self.engine.connect() as conn:
             for _ in range(_LOAD_ATTEMPTS):
-                row = (await conn.execute(select(sessions_table).where(sessions_table.c.id == session_id))).first()
+                query = select(sessions_table).where(sessions_table.c.id == session_id)
+                row = (await conn.execute(query)).first()
                 if row is None:
                     return None
                 messages = await conn.scalars(
@@ -188,7 +186,9 @@ class SqlSessionStore:
                 history, pinned = [message_from_dict(m) for m in messages], list(facts)
                 # Reads are not one snapshot on every backend: a commit landing between them would
                 # mix two versions, so read again until the version did not move underneath.
-                version_after = await self._read_version(conn, session_id)
+                version_after = await conn.scalar(
+                    select(sessions_table.c.version).where(sessions_table.c.id == session_id)
+                )
                 await conn.rollback()
                 if version_after == row.version:
                     break
@@ -198,22 +198,12 @@ class SqlSessionStore:
                 )
         self._versions[session_id] = row.version
         return Session(
-            id=row.id,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            history=history,
-            window_start=row.window_start,
-            summary=row.summary,
-            pinned_facts=pinned,
-            state=dict(row.state or {}),
-            turns=row.turns,
+            row.id, row.created_at, row.updated_at, history=history, window_start=row.window_start,
+            summary=row.summary, pinned_facts=pinned, state=dict(row.state or {}), turns=row.turns,
         )
 
-    @staticmethod
-    async def _read_version(conn: AsyncConnection, session_id: str) -> int | None:
-        return await conn.scalar(select(sessions_table.c.version).where(sessions_table.c.id == session_id))
-
     async def create(self, session_id: str, now: datetime) -> Session:
+        _aware(now)
         await self._ensure_schema()
         try:
             async with self.engine.begin() as conn:
@@ -241,6 +231,7 @@ class SqlSessionStore:
             f"session {session.id!r} was changed by another writer since it was loaded",
             hint="load the session again and retry the turn",
         )
+        _aware(commit.updated_at)
         await self._ensure_schema()
         first_msg, first_fact = len(session.history), len(session.pinned_facts)
         try:

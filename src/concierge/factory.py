@@ -1,0 +1,79 @@
+"""Turns `Settings` into live parts: the model, the session store, the tracer.
+
+Kept apart from `settings.py` so that reading configuration never imports heavy providers.
+"""
+
+from __future__ import annotations
+
+from opentelemetry import trace
+
+from .core.errors import ConfigError
+from .llm.base import ChatModel, ModelSettings
+from .llm.pricing import DEFAULT_PRICES, PriceTable
+from .runtime.agent import Limits
+from .runtime.sessions.base import SessionStore
+from .runtime.sessions.memory import InMemorySessionStore
+from .runtime.tracing import default_tracer, make_tracer_provider
+from .settings import Settings
+
+
+def build_prices(settings: Settings) -> PriceTable:
+    if not settings.prices:
+        return DEFAULT_PRICES
+    return PriceTable({**{"smollm2": (0.0, 0.0)}, **settings.prices})
+
+
+def build_model(settings: Settings) -> ChatModel:
+    cfg = settings.model
+    api_key = cfg.api_key.get_secret_value() if cfg.api_key else None
+    if cfg.provider == "embedded":
+        from .llm.embedded import EmbeddedModel
+
+        return EmbeddedModel()
+    if not cfg.name:
+        raise ConfigError(
+            f"model.name is required for provider '{cfg.provider}'",
+            hint="set [model] name in concierge.toml or CONCIERGE_MODEL__NAME",
+        )
+    if cfg.provider == "openai":
+        from .llm.openai_compatible import OpenAICompatibleModel
+
+        if not cfg.base_url:
+            raise ConfigError(
+                "model.base_url is required for provider 'openai'",
+                hint="e.g. http://127.0.0.1:8000/v1 for vLLM or llama.cpp, https://api.openai.com/v1 for OpenAI",
+            )
+        return OpenAICompatibleModel(cfg.name, cfg.base_url, api_key=api_key, timeout_s=cfg.timeout_s,
+                                     max_retries=cfg.max_retries, prices=build_prices(settings))
+    from .llm.anthropic import AnthropicModel
+
+    if not api_key:
+        raise ConfigError("model.api_key is required for provider 'anthropic'",
+                          hint="set CONCIERGE_MODEL__API_KEY")
+    kwargs = {"base_url": cfg.base_url} if cfg.base_url else {}
+    return AnthropicModel(cfg.name, api_key, prices=build_prices(settings), **kwargs)
+
+
+def build_model_settings(settings: Settings) -> ModelSettings:
+    return ModelSettings(temperature=settings.model.temperature, max_tokens=settings.model.max_tokens)
+
+
+def build_limits(settings: Settings) -> Limits:
+    return Limits(**settings.limits.model_dump())
+
+
+def build_store(settings: Settings) -> SessionStore:
+    url = settings.sessions.url
+    if url == "memory":
+        return InMemorySessionStore()
+    from .runtime.sessions.sql import SqlSessionStore
+
+    return SqlSessionStore(url)
+
+
+def build_tracer(settings: Settings) -> trace.Tracer:
+    if settings.tracing.otlp_endpoint:
+        provider = make_tracer_provider(service_name=settings.tracing.service_name,
+                                        otlp_endpoint=settings.tracing.otlp_endpoint)
+        return provider.get_tracer("concierge.runtime")
+    return default_tracer()

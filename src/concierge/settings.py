@@ -1,0 +1,113 @@
+"""Settings from `concierge.toml` and `CONCIERGE_*` environment variables.
+
+This is the only place that reads the environment. Environment variables win over the file
+(`CONCIERGE_MODEL__PROVIDER=openai` overrides `[model] provider`). A bad value becomes a
+`ConfigError` naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import pydantic
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from .core.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = Path("concierge.toml")
+
+
+class _Section(BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+
+class ModelConfig(_Section):
+    provider: Literal["embedded", "openai", "anthropic"] = "embedded"
+    # Model name at the endpoint (e.g. "gpt-4o-mini", "qwen2.5:7b"); the embedded model ignores it.
+    name: str | None = None
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(3, ge=0, le=10)
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, gt=0)
+
+
+class LimitsConfig(_Section):
+    max_steps: int = Field(8, ge=1, le=100)
+    timeout_s: float = Field(120.0, gt=0)
+    max_tokens: int | None = Field(None, gt=0)
+    max_cost_usd: float | None = Field(None, ge=0)
+    max_tool_result_tokens: int = Field(800, ge=16)
+    context_tokens: int = Field(6000, ge=64)
+
+
+class SessionsConfig(_Section):
+    # "memory" keeps sessions in the process; anything else is an SQLAlchemy async URL.
+    url: str = "sqlite+aiosqlite:///.concierge/sessions.db"
+
+
+class TracingConfig(_Section):
+    otlp_endpoint: str | None = None
+    service_name: str = "concierge"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CONCIERGE_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    model: ModelConfig = ModelConfig()
+    limits: LimitsConfig = LimitsConfig()
+    sessions: SessionsConfig = SessionsConfig()
+    tracing: TracingConfig = TracingConfig()
+    # USD per million tokens: {"gpt-4o-mini": [0.15, 0.6]}.
+    prices: dict[str, tuple[float, float]] = {}
+
+    _config_file: ClassVar[Path | None] = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls._config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._config_file))
+        return tuple(sources)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from the file (default ./concierge.toml if present), the environment and overrides."""
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"config file {config_file} does not exist", hint="pass the path of a concierge.toml")
+    path = config_file or (DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None)
+    Settings._config_file = path
+    try:
+        return Settings(**overrides)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}", hint="fix the file's syntax") from None
+    except pydantic.ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from None
+    finally:
+        Settings._config_file = None
+
+
+def _describe(exc: pydantic.ValidationError, path: Path | None) -> str:
+    """One line per problem: the key (as written in TOML and as an env var) and what is allowed."""
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(p) for p in error["loc"])
+        env = "CONCIERGE_" + "__".join(str(p) for p in error["loc"]).upper()
+        given = error.get("input")
+        shown = "" if isinstance(given, dict) or given is None else f" (got {given!r})"
+        where = f" in {path}" if path else ""
+        lines.append(f"invalid setting '{key}'{where} / {env}: {error['msg']}{shown}")
+    return "; ".join(lines)
