@@ -29,7 +29,9 @@ from .base import Session, TurnCommit, apply_commit
 
 # Plain schemes are upgraded to the async driver the store needs.
 _SQLITE, _POSTGRES = "sqlite+aiosqlite", "postgresql+asyncpg"
-_DRIVERS = {"sqlite": _SQLITE, _SQLITE: _SQLITE, "postgres": _POSTGRES, "postgresql": _POSTGRES, _POSTGRES: _POSTGRES}
+_DRIVERS = {
+    "sqlite": _SQLITE, _SQLITE: _SQLITE, "postgres": _POSTGRES, "postgresql": _POSTGRES, _POSTGRES: _POSTGRES
+}
 _SUPPORTED = "sqlite+aiosqlite:///path/to/file.db or postgresql+asyncpg://user:password@host/db"
 _LOAD_ATTEMPTS = 5
 
