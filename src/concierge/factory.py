@@ -51,7 +51,8 @@ def build_model(settings: Settings) -> ChatModel:
         raise ConfigError("model.api_key is required for provider 'anthropic'",
                           hint="set CONCIERGE_MODEL__API_KEY")
     kwargs = {"base_url": cfg.base_url} if cfg.base_url else {}
-    return AnthropicModel(cfg.name, api_key, prices=build_prices(settings), **kwargs)
+    return AnthropicModel(cfg.name, api_key, prices=build_prices(settings), timeout_s=cfg.timeout_s,
+                          max_retries=cfg.max_retries, **kwargs)
 
 
 def build_model_settings(settings: Settings) -> ModelSettings:

@@ -13,7 +13,7 @@ import json
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -128,8 +128,34 @@ class SSEvent:
     data: str
 
 
-async def iter_sse(response: httpx.Response) -> AsyncIterator[SSEvent]:
+@dataclass(slots=True)
+class PartialCall:
+    """A streamed tool call whose id, name and JSON arguments arrive in pieces."""
+
+    id: str | None = None
+    name: str | None = None
+    fragments: list[str] = field(default_factory=list)
+
+    @property
+    def arguments(self) -> str:
+        return "".join(self.fragments)
+
+
+async def iter_sse(response: httpx.Response, provider: str) -> AsyncIterator[SSEvent]:
     """Parse a `text/event-stream` body into events (only the fields providers use)."""
+    try:
+        async for event in _parse_sse(response):
+            yield event
+    except httpx.TransportError as exc:
+        # Half an answer cannot be retried transparently: the caller decides whether to ask again.
+        raise ModelHTTPError(
+            f"{provider} stream broke off: {type(exc).__name__}: {exc}",
+            status_code=None,
+            hint="the connection dropped or timed out mid-answer; retry the turn, or raise timeout_s",
+        ) from exc
+
+
+async def _parse_sse(response: httpx.Response) -> AsyncIterator[SSEvent]:
     event: str | None = None
     data: list[str] = []
     async for line in response.aiter_lines():
@@ -187,7 +213,8 @@ def decode_tool_arguments(provider: str, tool_name: str, raw: str | dict[str, An
         value = json.loads(raw)
     except ValueError as exc:
         raise ModelError(
-            f"{provider} returned malformed JSON arguments for tool {tool_name!r}: {excerpt(str(raw), 200)!r}",
+            f"{provider} returned malformed JSON arguments for tool {tool_name!r}: "
+            f"{excerpt(str(raw), 200)!r}",
             hint="the model produced invalid JSON; retry, lower the temperature, or use a model "
             "with reliable tool calling",
         ) from exc
@@ -203,7 +230,8 @@ def decode_tool_arguments(provider: str, tool_name: str, raw: str | dict[str, An
 class HTTPProvider:
     """Client ownership and retry settings shared by the HTTP providers.
 
-    A client handed in is the caller's to close; one created here is closed by `aclose()`.
+    A client handed in is the caller's to configure (timeouts, proxies) and to close; one
+    created here uses `timeout_s` and is closed by `aclose()`.
     It is created lazily so that constructing a model never needs a running event loop.
     """
 
@@ -235,7 +263,7 @@ class HTTPProvider:
             await self._client.aclose()
             self._client = None
 
-    async def __aenter__(self) -> HTTPProvider:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

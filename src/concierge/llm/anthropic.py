@@ -21,7 +21,15 @@ from ..core.errors import ConfigError, ModelError, ValidationError
 from ..core.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResultMessage, UserMessage
 from ..core.usage import Usage
 from . import guard
-from ._http import HTTPProvider, decode_tool_arguments, iter_sse, json_body, parse_json_event, send_with_retries
+from ._http import (
+    HTTPProvider,
+    PartialCall,
+    decode_tool_arguments,
+    iter_sse,
+    json_body,
+    parse_json_event,
+    send_with_retries,
+)
 from .base import ModelResponse, ModelSettings, StreamDone, StreamEvent, TextDelta, ToolChoice, ToolSpec
 from .pricing import DEFAULT_PRICES, PriceTable
 
@@ -29,6 +37,7 @@ PROVIDER = "anthropic"
 API_VERSION = "2023-06-01"
 # The tool that carries a structured answer when a response_format is asked for.
 RESPONSE_TOOL = "structured_response"
+_RESPONSE_TOOL_DESCRIPTION = "Give the final answer in the required structure."
 
 
 def _append(out: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
@@ -64,7 +73,8 @@ def messages_to_anthropic(messages: Sequence[Message]) -> tuple[str | None, list
             if message.content:  # the API rejects empty text blocks
                 blocks.append({"type": "text", "text": message.content})
             blocks.extend(
-                {"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments} for c in message.tool_calls
+                {"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments}
+                for call in message.tool_calls
             )
             _append(out, "assistant", blocks or [{"type": "text", "text": "(no content)"}])
         else:
@@ -110,15 +120,23 @@ class AnthropicModel(HTTPProvider):
         if not api_key:
             raise ConfigError("the Anthropic model needs an api_key", hint="set it from ANTHROPIC_API_KEY")
         if not base_url or not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"base_url {base_url!r} is not an http(s) URL", hint="e.g. 'https://api.anthropic.com'")
+            raise ConfigError(
+                f"base_url {base_url!r} is not an http(s) URL", hint="e.g. 'https://api.anthropic.com'"
+            )
         if max_tokens <= 0:
-            raise ConfigError(f"max_tokens must be > 0, got {max_tokens}", hint="the API requires a positive limit")
+            raise ConfigError(
+                f"max_tokens must be > 0, got {max_tokens}", hint="the API requires a positive limit"
+            )
         super().__init__(timeout_s=timeout_s, max_retries=max_retries, client=client, sleep=sleep)
         self.name = model
         self.base_url = base_url.rstrip("/")
         self.max_tokens = max_tokens
         self.prices = prices or DEFAULT_PRICES
-        self._headers = {"x-api-key": api_key, "anthropic-version": API_VERSION, "content-type": "application/json"}
+        self._headers = {
+            "x-api-key": api_key,
+            "anthropic-version": API_VERSION,
+            "content-type": "application/json",
+        }
 
     def build_body(
         self,
@@ -139,8 +157,11 @@ class AnthropicModel(HTTPProvider):
         names = {t.name for t in specs}
         if response_format is not None:
             if RESPONSE_TOOL in names:
-                raise ValidationError(f"a tool may not be named {RESPONSE_TOOL!r} when a response_format is given")
-            specs.append(ToolSpec(RESPONSE_TOOL, "Give the final answer in the required structure.", response_format))
+                raise ValidationError(
+                    f"a tool may not be named {RESPONSE_TOOL!r} when a response_format is given",
+                    hint="rename the tool",
+                )
+            specs.append(ToolSpec(RESPONSE_TOOL, _RESPONSE_TOOL_DESCRIPTION, response_format))
             # Free text is not allowed: the model either uses a tool or answers in structure.
             if tool_choice in ("auto", "required"):
                 tool_choice = "required" if tools else RESPONSE_TOOL
@@ -152,14 +173,16 @@ class AnthropicModel(HTTPProvider):
             body["tool_choice"] = tool_choice_to_anthropic(tool_choice, names)
         elif tool_choice not in ("auto", "none"):
             raise ValidationError(
-                f"tool_choice {tool_choice!r} needs tools, but none were given", hint="pass tools or use 'auto'"
+                f"tool_choice {tool_choice!r} needs tools, but none were given",
+                hint="pass tools or use 'auto'",
             )
         if settings is not None and settings.temperature is not None:
             body["temperature"] = settings.temperature
         return body
 
     def _request(self, body: dict[str, Any]) -> httpx.Request:
-        return self.client.build_request("POST", f"{self.base_url}/v1/messages", json=body, headers=self._headers)
+        url = f"{self.base_url}/v1/messages"
+        return self.client.build_request("POST", url, json=body, headers=self._headers)
 
     def _usage(self, data: dict[str, Any]) -> Usage:
         # Cached prompt tokens are still prompt tokens the model read.
@@ -190,7 +213,8 @@ class AnthropicModel(HTTPProvider):
                 text.append(block.get("text") or "")
             elif block.get("type") == "tool_use":
                 name = str(block.get("name") or "")
-                calls.append(ToolCall(str(block.get("id")), name, decode_tool_arguments(PROVIDER, name, block.get("input"))))
+                arguments = decode_tool_arguments(PROVIDER, name, block.get("input"))
+                calls.append(ToolCall(str(block.get("id")), name, arguments))
         return ModelResponse(
             self._message(text, calls),
             self._usage(data.get("usage") or {}),
@@ -211,7 +235,8 @@ class AnthropicModel(HTTPProvider):
         body = self.build_body(
             messages, tools=tools, tool_choice=tool_choice, response_format=response_format, settings=settings
         )
-        response = await send_with_retries(self.client, self._request(body), provider=PROVIDER, policy=self.retry)
+        request = self._request(body)
+        response = await send_with_retries(self.client, request, provider=PROVIDER, policy=self.retry)
         return self.parse_response(json_body(PROVIDER, response))
 
     async def stream(
@@ -232,12 +257,11 @@ class AnthropicModel(HTTPProvider):
             self.client, self._request(body), provider=PROVIDER, policy=self.retry, stream=True
         )
         text: list[str] = []
-        # content block index → [kind, id, name, text or JSON fragments]
-        blocks: dict[int, list[Any]] = {}
+        tool_blocks: dict[int, PartialCall] = {}  # by content block index
         usage: dict[str, Any] = {}
         model, stop_reason = self.name, None
         try:
-            async for sse in iter_sse(response):
+            async for sse in iter_sse(response, PROVIDER):
                 event = parse_json_event(PROVIDER, sse.data)
                 kind = event.get("type") or sse.event
                 if kind == "message_start":
@@ -246,22 +270,24 @@ class AnthropicModel(HTTPProvider):
                     usage.update(message.get("usage") or {})
                 elif kind == "content_block_start":
                     block = event.get("content_block") or {}
-                    blocks[int(event.get("index", len(blocks)))] = [block.get("type"), block.get("id"), block.get("name"), []]
-                    if block.get("type") == "text" and block.get("text"):
+                    if block.get("type") == "tool_use":
+                        partial = PartialCall(block.get("id"), block.get("name"))
+                        tool_blocks[int(event.get("index", 0))] = partial
+                    elif block.get("type") == "text" and block.get("text"):
                         text.append(block["text"])
                         yield TextDelta(block["text"])
                 elif kind == "content_block_delta":
                     delta = event.get("delta") or {}
-                    slot = blocks.setdefault(int(event.get("index", 0)), ["text", None, None, []])
+                    partial = tool_blocks.get(int(event.get("index", 0)))
                     if delta.get("type") == "text_delta" and delta.get("text"):
                         text.append(delta["text"])
                         yield TextDelta(delta["text"])
-                    elif delta.get("type") == "input_json_delta" and delta.get("partial_json"):
-                        if slot[2] == RESPONSE_TOOL:  # the structured answer is the text
+                    elif delta.get("type") == "input_json_delta" and delta.get("partial_json") and partial:
+                        if partial.name == RESPONSE_TOOL:  # the structured answer is the text
                             text.append(delta["partial_json"])
                             yield TextDelta(delta["partial_json"])
                         else:
-                            slot[3].append(delta["partial_json"])
+                            partial.fragments.append(delta["partial_json"])
                 elif kind == "message_delta":
                     stop_reason = (event.get("delta") or {}).get("stop_reason") or stop_reason
                     usage.update({k: v for k, v in (event.get("usage") or {}).items() if v is not None})
@@ -275,10 +301,10 @@ class AnthropicModel(HTTPProvider):
         finally:
             await response.aclose()
         calls = [
-            ToolCall(str(call_id), str(name), decode_tool_arguments(PROVIDER, str(name), "".join(parts)))
-            for _, (block_kind, call_id, name, parts) in sorted(blocks.items())
-            if block_kind == "tool_use" and name != RESPONSE_TOOL
+            ToolCall(str(p.id), str(p.name), decode_tool_arguments(PROVIDER, str(p.name), p.arguments))
+            for _, p in sorted(tool_blocks.items())
+            if p.name != RESPONSE_TOOL
         ]
-        if any(b[2] == RESPONSE_TOOL for b in blocks.values()):
+        if any(p.name == RESPONSE_TOOL for p in tool_blocks.values()):
             decode_tool_arguments(PROVIDER, RESPONSE_TOOL, "".join(text))  # raises if it is not JSON
         yield StreamDone(ModelResponse(self._message(text, calls), self._usage(usage), model, stop_reason))

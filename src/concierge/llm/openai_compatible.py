@@ -15,11 +15,20 @@ from typing import Any
 import httpx
 
 from ..core.errors import ConfigError, ModelError, ValidationError
-from ..core.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResultMessage, UserMessage
+from ..core.messages import (
+    AssistantMessage,
+    Message,
+    SystemMessage,
+    ToolCall,
+    ToolResultMessage,
+    UserMessage,
+    message_text,
+)
 from ..core.usage import Usage
 from . import guard
 from ._http import (
     HTTPProvider,
+    PartialCall,
     decode_tool_arguments,
     iter_sse,
     json_body,
@@ -28,14 +37,17 @@ from ._http import (
 )
 from .base import ModelResponse, ModelSettings, StreamDone, StreamEvent, TextDelta, ToolChoice, ToolSpec
 from .pricing import DEFAULT_PRICES, PriceTable
+from .tokens import EstimatingCounter, count_messages
 
 PROVIDER = "openai-compatible"
+_ESTIMATOR = EstimatingCounter()
 
 
 def message_to_openai(message: Message) -> dict[str, Any]:
     """One of our messages in Chat Completions form."""
     if isinstance(message, AssistantMessage):
-        data: dict[str, Any] = {"role": "assistant", "content": message.content}
+        # "" rather than null: some servers reject a null or missing content next to tool calls.
+        data: dict[str, Any] = {"role": "assistant", "content": message.content or ""}
         if message.tool_calls:
             data["tool_calls"] = [
                 {
@@ -45,8 +57,6 @@ def message_to_openai(message: Message) -> dict[str, Any]:
                 }
                 for call in message.tool_calls
             ]
-        elif message.content is None:
-            data["content"] = ""
         return data
     if isinstance(message, ToolResultMessage):
         # The wire format has no error flag, so an error is marked in the text the model reads.
@@ -54,7 +64,9 @@ def message_to_openai(message: Message) -> dict[str, Any]:
         return {"role": "tool", "tool_call_id": message.tool_call_id, "content": content}
     if isinstance(message, (SystemMessage, UserMessage)):
         return {"role": message.role, "content": message.content}
-    raise ValidationError(f"cannot send a {type(message).__name__} to a model", hint="use concierge.core messages")
+    raise ValidationError(
+        f"cannot send a {type(message).__name__} to a model", hint="use the message types of concierge.core"
+    )
 
 
 def tool_to_openai(tool: ToolSpec) -> dict[str, Any]:
@@ -98,20 +110,27 @@ class OpenAICompatibleModel(HTTPProvider):
         client: httpx.AsyncClient | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         headers: dict[str, str] | None = None,
+        extra_body: dict[str, Any] | None = None,
     ) -> None:
         if not model or not model.strip():
-            raise ConfigError("the OpenAI-compatible model needs a model name", hint="e.g. model='gpt-4o-mini'")
+            raise ConfigError(
+                "the OpenAI-compatible model needs a model name", hint="e.g. model='gpt-4o-mini'"
+            )
         if not base_url or not base_url.strip():
             raise ConfigError(
                 "the OpenAI-compatible model needs a base_url",
                 hint="the API root, e.g. 'https://api.openai.com/v1' or 'http://localhost:8000/v1'",
             )
         if not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"base_url {base_url!r} is not an http(s) URL", hint="start it with http:// or https://")
+            raise ConfigError(
+                f"base_url {base_url!r} is not an http(s) URL", hint="start it with http:// or https://"
+            )
         super().__init__(timeout_s=timeout_s, max_retries=max_retries, client=client, sleep=sleep)
         self.name = model
         self.base_url = base_url.rstrip("/")
         self.prices = prices or DEFAULT_PRICES
+        # Server-specific parameters (top_k, repeat_penalty, ...) sent with every request.
+        self.extra_body = dict(extra_body or {})
         self._headers = {"Content-Type": "application/json", **(headers or {})}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
@@ -126,13 +145,18 @@ class OpenAICompatibleModel(HTTPProvider):
         settings: ModelSettings | None = None,
     ) -> dict[str, Any]:
         """The request body, without the streaming flags."""
-        body: dict[str, Any] = {"model": self.name, "messages": [message_to_openai(m) for m in messages]}
+        body: dict[str, Any] = {
+            **self.extra_body,
+            "model": self.name,
+            "messages": [message_to_openai(m) for m in messages],
+        }
         if tools:
             body["tools"] = [tool_to_openai(t) for t in tools]
             body["tool_choice"] = tool_choice_to_openai(tool_choice, tools)
         elif tool_choice not in ("auto", "none"):
             raise ValidationError(
-                f"tool_choice {tool_choice!r} needs tools, but none were given", hint="pass tools or use 'auto'"
+                f"tool_choice {tool_choice!r} needs tools, but none were given",
+                hint="pass tools or use 'auto'",
             )
         if response_format is not None:
             body["response_format"] = response_format_to_openai(response_format)
@@ -173,14 +197,14 @@ class OpenAICompatibleModel(HTTPProvider):
             )
         choice = choices[0]
         wire = choice.get("message") or {}
-        calls = tuple(
-            self._tool_call(i, c.get("id"), (c.get("function") or {}).get("name"), (c.get("function") or {}).get("arguments"))
-            for i, c in enumerate(wire.get("tool_calls") or ())
-        )
-        message = AssistantMessage(content=wire.get("content"), tool_calls=calls)
-        return ModelResponse(
-            message, self._usage(data.get("usage")), str(data.get("model") or self.name), choice.get("finish_reason")
-        )
+        calls = []
+        for index, call in enumerate(wire.get("tool_calls") or ()):
+            function = call.get("function") or {}
+            arguments = function.get("arguments")
+            calls.append(self._tool_call(index, call.get("id"), function.get("name"), arguments))
+        message = AssistantMessage(content=wire.get("content"), tool_calls=tuple(calls))
+        model = str(data.get("model") or self.name)
+        return ModelResponse(message, self._usage(data.get("usage")), model, choice.get("finish_reason"))
 
     async def complete(
         self,
@@ -195,7 +219,8 @@ class OpenAICompatibleModel(HTTPProvider):
         body = self.build_body(
             messages, tools=tools, tool_choice=tool_choice, response_format=response_format, settings=settings
         )
-        response = await send_with_retries(self.client, self._request(body), provider=PROVIDER, policy=self.retry)
+        request = self._request(body)
+        response = await send_with_retries(self.client, request, provider=PROVIDER, policy=self.retry)
         return self.parse_response(json_body(PROVIDER, response))
 
     async def stream(
@@ -217,13 +242,12 @@ class OpenAICompatibleModel(HTTPProvider):
             self.client, self._request(body), provider=PROVIDER, policy=self.retry, stream=True
         )
         text: list[str] = []
-        # index → [id, name, argument fragments]
-        partial_calls: dict[int, list[Any]] = {}
+        partial_calls: dict[int, PartialCall] = {}  # by the index the server gives each call
         usage: dict[str, Any] | None = None
         finish_reason: str | None = None
         model = self.name
         try:
-            async for event in iter_sse(response):
+            async for event in iter_sse(response, PROVIDER):
                 if event.data.strip() == "[DONE]":
                     break
                 chunk = parse_json_event(PROVIDER, event.data)
@@ -238,17 +262,24 @@ class OpenAICompatibleModel(HTTPProvider):
                         text.append(delta["content"])
                         yield TextDelta(delta["content"])
                     for fragment in delta.get("tool_calls") or ():
-                        slot = partial_calls.setdefault(int(fragment.get("index", len(partial_calls))), [None, None, []])
-                        slot[0] = fragment.get("id") or slot[0]
+                        index = int(fragment.get("index", len(partial_calls)))
+                        partial = partial_calls.setdefault(index, PartialCall())
                         function = fragment.get("function") or {}
-                        slot[1] = function.get("name") or slot[1]
+                        partial.id = fragment.get("id") or partial.id
+                        partial.name = function.get("name") or partial.name
                         if function.get("arguments"):
-                            slot[2].append(function["arguments"])
+                            partial.fragments.append(function["arguments"])
         finally:
             await response.aclose()
         calls = tuple(
-            self._tool_call(i, call_id, name, "".join(parts))
-            for i, (call_id, name, parts) in sorted(partial_calls.items())
+            self._tool_call(index, partial.id, partial.name, partial.arguments)
+            for index, partial in sorted(partial_calls.items())
         )
         message = AssistantMessage(content="".join(text) if text or not calls else None, tool_calls=calls)
+        if usage is None:
+            # Some servers ignore `include_usage`; an estimate keeps token and cost budgets working.
+            usage = {
+                "prompt_tokens": count_messages(_ESTIMATOR, messages),
+                "completion_tokens": _ESTIMATOR.count(message_text(message)),
+            }
         yield StreamDone(ModelResponse(message, self._usage(usage), model, finish_reason))
