@@ -6,8 +6,10 @@ its schema), never answer quality: a model this small often picks a plausible-bu
 
 from __future__ import annotations
 
+import asyncio
+import importlib.metadata
 import json
-import os
+import sys
 import time
 from typing import Literal
 
@@ -16,14 +18,12 @@ import pytest
 
 from concierge.core.errors import ModelUnavailableError, ToolArgumentsError
 from concierge.core.messages import AssistantMessage, SystemMessage, ToolCall, ToolResultMessage, UserMessage
+from concierge.llm import guard
 from concierge.llm.base import ChatModel, ModelSettings, StreamDone, TextDelta
+from concierge.llm.embedded import EmbeddedModel, default_model_path, tool_call_schema
 from concierge.tools.tool import Tool, tool
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-pytest.importorskip("llama_cpp")
-
-from concierge.llm.embedded import EmbeddedModel, default_model_path, tool_call_schema  # noqa: E402
-
+pytest.importorskip("llama_cpp", reason="needs the [local] extra")
 pytestmark = [pytest.mark.real_model, pytest.mark.embedded]
 
 
@@ -53,7 +53,9 @@ def refund_payment(order_id: str, amount_cents: int, note: str | None = None) ->
     return {}
 
 
-TOOLS: dict[str, Tool] = {t.name: t for t in (get_order_status, cancel_order, get_return_policy, refund_payment)}
+TOOLS: dict[str, Tool] = {
+    t.name: t for t in (get_order_status, cancel_order, get_return_policy, refund_payment)
+}
 SPECS = [t.spec for t in TOOLS.values()]
 SYSTEM = SystemMessage("You are a customer-service assistant for an online shop. Use the tools to help.")
 
@@ -83,7 +85,7 @@ PROMPTS = [
 
 @pytest.fixture(scope="module")
 def model() -> EmbeddedModel:
-    m = EmbeddedModel(n_threads=os.cpu_count())
+    m = EmbeddedModel()
     m.token_counter().count("warm up")  # load once, outside any timed test
     return m
 
@@ -123,7 +125,9 @@ async def test_required_tool_calls_always_parse_and_validate(model: EmbeddedMode
 
 async def test_named_tool_choice_forces_that_tool(model: EmbeddedModel) -> None:
     response = await model.complete(
-        [SYSTEM, UserMessage("Do you take back a broken laptop?")], tools=SPECS, tool_choice="get_return_policy"
+        [SYSTEM, UserMessage("Do you take back a broken laptop?")],
+        tools=SPECS,
+        tool_choice="get_return_policy",
     )
     (call,) = response.message.tool_calls
     assert call.name == "get_return_policy"
@@ -133,7 +137,10 @@ async def test_named_tool_choice_forces_that_tool(model: EmbeddedModel) -> None:
 async def test_auto_mode_gives_text_or_a_valid_call(model: EmbeddedModel) -> None:
     for prompt in ("Where is my order W1234?", "Thanks, that's all for today. Bye!"):
         response = await model.complete(
-            [SYSTEM, UserMessage(prompt)], tools=SPECS, tool_choice="auto", settings=ModelSettings(max_tokens=48)
+            [SYSTEM, UserMessage(prompt)],
+            tools=SPECS,
+            tool_choice="auto",
+            settings=ModelSettings(max_tokens=48),
         )
         message = response.message
         print(f"{prompt!r} -> {message.tool_calls or message.content!r}")
@@ -151,7 +158,8 @@ async def test_tool_results_round_trip_into_text(model: EmbeddedModel) -> None:
         AssistantMessage(tool_calls=(call,)),
         ToolResultMessage("call_a", "get_order_status", '{"status": "shipped", "eta": "2026-03-02"}'),
     ]
-    response = await model.complete(history, tools=SPECS, tool_choice="none", settings=ModelSettings(max_tokens=48))
+    settings = ModelSettings(max_tokens=48)
+    response = await model.complete(history, tools=SPECS, tool_choice="none", settings=settings)
     print(repr(response.message.content))
     assert response.message.content and not response.message.tool_calls
 
@@ -192,8 +200,19 @@ async def test_stream_deltas_concatenate_to_the_final_text(model: EmbeddedModel)
     assert same.usage == done.usage
 
 
+async def test_an_abandoned_stream_leaves_the_model_usable(model: EmbeddedModel) -> None:
+    stream = model.stream([UserMessage("Tell me a long story about a dragon.")])
+    async for event in stream:
+        assert isinstance(event, TextDelta)
+        break
+    await stream.aclose()  # type: ignore[attr-defined]
+    response = await model.complete([UserMessage("Say hi")], settings=ModelSettings(max_tokens=8))
+    assert response.message.content
+
+
 async def test_stream_of_a_tool_call_ends_with_the_call(model: EmbeddedModel) -> None:
-    events = [e async for e in model.stream([SYSTEM, UserMessage("Cancel W55")], tools=SPECS, tool_choice="required")]
+    stream = model.stream([SYSTEM, UserMessage("Cancel W55")], tools=SPECS, tool_choice="required")
+    events = [e async for e in stream]
     assert len(events) == 1 and isinstance(events[0], StreamDone)
     assert all(_valid(c) for c in events[0].response.message.tool_calls)
 
@@ -211,6 +230,25 @@ def test_tool_call_schema_is_one_schema_per_tool() -> None:
     assert schema["required"] == ["tool", "arguments"]
 
 
+async def test_concurrent_calls_are_serialised(model: EmbeddedModel) -> None:
+    asks = [UserMessage("Can I return a lamp?"), UserMessage("Can I return a shirt?")]
+    responses = await asyncio.gather(
+        *(model.complete([SYSTEM, a], tools=SPECS, tool_choice="get_return_policy") for a in asks)
+    )
+    assert all(_valid(r.message.tool_calls[0]) for r in responses)
+
+
+async def test_every_call_asks_the_guard_first(model: EmbeddedModel) -> None:
+    guard.block_real_models(True)
+    try:
+        with pytest.raises(ModelUnavailableError):
+            await model.complete([UserMessage("hi")])
+        with pytest.raises(ModelUnavailableError):
+            [e async for e in model.stream([UserMessage("hi")])]
+    finally:
+        guard.block_real_models(False)
+
+
 def test_weights_ship_in_the_wheel() -> None:
     assert default_model_path().is_file()
 
@@ -219,4 +257,21 @@ async def test_missing_model_file_is_unavailable_with_a_hint(tmp_path) -> None:
     missing = EmbeddedModel(tmp_path / "nope.gguf")
     with pytest.raises(ModelUnavailableError) as info:
         await missing.complete([UserMessage("hi")])
+    assert "concierge[local]" in str(info.value)
+
+
+async def test_missing_llama_cpp_is_unavailable_with_a_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # makes `import llama_cpp` fail
+    with pytest.raises(ModelUnavailableError) as info:
+        await EmbeddedModel().complete([UserMessage("hi")])
+    assert "concierge[local]" in str(info.value)
+
+
+def test_missing_weights_package_is_unavailable_with_a_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    def not_installed(name: str) -> importlib.metadata.Distribution:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", not_installed)
+    with pytest.raises(ModelUnavailableError) as info:
+        default_model_path()
     assert "concierge[local]" in str(info.value)

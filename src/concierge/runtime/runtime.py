@@ -22,13 +22,13 @@ from ..llm.tokens import EstimatingCounter, TokenCounter
 from ..tools.executor import DirectExecutor, ToolExecutor, ToolOutcome
 from ..tools.tool import ToolContext
 from .agent import Agent
-from .context import ContextBuilder, ModelSummarizer, Summarizer
+from .context import ContextBuilder, ModelSummarizer, Summarizer, TokenTally
 from .locks import SessionLocks
 from .loop_guard import BLOCKED, LoopGuard
 from .result import TurnResult, TurnState
 from .sessions.base import Session, SessionStore, TurnCommit
 from .sessions.memory import InMemorySessionStore
-from .tracing import TraceStep, default_tracer, span_id_hex
+from .tracing import SpanScope, TraceStep, default_tracer, span_id_hex
 from .truncation import render, truncate_result
 
 logger = logging.getLogger(__name__)
@@ -73,34 +73,32 @@ class Runtime:
         """Handle one user message; messages for the same session run one at a time, in arrival order."""
         _validate_turn_input(session_id, user_message, principal)
         async with self.locks.hold(session_id):
-            return await self._turn(session_id, user_message, principal)
-
-    async def _turn(self, session_id: str, text: str, principal: str) -> TurnResult:
-        with self.tracer.start_as_current_span("concierge.turn") as span:
-            span.set_attribute("concierge.session_id", session_id)
-            span.set_attribute("concierge.agent", self.agent.name)
-            session = await self.store.load(session_id) or await self.store.create(session_id, self.clock.now())
-            state = TurnState(session_id, principal, [UserMessage(text)], window_start=session.window_start,
-                              summary=session.summary)
-            stopped_by: str | None = None
-            try:
-                async with asyncio.timeout(self.agent.limits.timeout_s):
-                    reply, stopped_by = await self._loop(session, state)
-            except TimeoutError:
-                reply, stopped_by = self._handoff(session, state), "timeout"
-            except ModelError as exc:  # the provider failed after its retries: hand off, keep the turn
-                logger.warning("model failed in session %s: %s", session_id, exc)
-                span.record_exception(exc)
-                reply, stopped_by = self._handoff(session, state), "model_error"
-            if stopped_by is not None:
-                span.set_attribute("concierge.stopped_by", stopped_by)
-                _close_open_calls(state, stopped_by)
-                state.messages.append(AssistantMessage(content=reply))
-            await self.store.commit_turn(session, TurnCommit(
-                state.messages, state.new_pins, state.window_start, state.summary, session.state, self.clock.now()
-            ))
-            return TurnResult(session_id, reply, tuple(state.steps), state.usage, stopped_by, span_id_hex(span),
-                              tuple(state.messages))
+            attributes = {"concierge.session_id": session_id, "concierge.agent": self.agent.name}
+            with SpanScope(self.tracer, "concierge.turn", attributes) as span:
+                store = self.store
+                session = await store.load(session_id) or await store.create(session_id, self.clock.now())
+                state = TurnState(session_id, principal, [UserMessage(user_message)],
+                                  window_start=session.window_start, summary=session.summary)
+                stopped_by: str | None = None
+                try:
+                    async with asyncio.timeout(self.agent.limits.timeout_s):
+                        reply, stopped_by = await self._loop(session, state)
+                except TimeoutError:
+                    reply, stopped_by = self._handoff(session, state), "timeout"
+                except ModelError as exc:  # the provider failed after its retries: hand off, keep the turn
+                    logger.warning("model failed in session %s: %s", session_id, exc)
+                    span.record_exception(exc)
+                    reply, stopped_by = self._handoff(session, state), "model_error"
+                if stopped_by is not None:
+                    span.set_attribute("concierge.stopped_by", stopped_by)
+                    _close_open_calls(state, stopped_by)
+                    state.messages.append(AssistantMessage(content=reply))
+                await store.commit_turn(session, TurnCommit(
+                    state.messages, state.new_pins, state.window_start, state.summary, session.state,
+                    self.clock.now(),
+                ))
+                return TurnResult(session_id, reply, tuple(state.steps), state.usage, stopped_by,
+                                  span_id_hex(span), tuple(state.messages))
 
     async def _loop(self, session: Session, state: TurnState) -> tuple[str, str | None]:
         agent = self.agent
@@ -108,9 +106,10 @@ class Runtime:
         guard = LoopGuard()
         tool_choice = agent.tool_choice
         context = ToolContext(state.session_id, state.principal, session.state)
+        tally = TokenTally()  # each message of the window is counted once per turn, not once per step
         for _ in range(limits.max_steps):
             window = await self.context.build(agent.instructions, session, state.window_start, state.summary,
-                                              (*session.pinned_facts, *state.new_pins), state.messages)
+                                              (*session.pinned_facts, *state.new_pins), state.messages, tally)
             if window.summarized:
                 state.window_start, state.summary = window.window_start, window.summary
                 state.steps.append(TraceStep("summary", "context", None, window.summary or "", 0.0))
@@ -130,16 +129,18 @@ class Runtime:
 
     async def _call_model(self, messages, tool_choice, state: TurnState):
         agent = self.agent
-        with self.tracer.start_as_current_span("llm.complete") as span:
+        with SpanScope(self.tracer, "llm.complete") as span:
             started = time.perf_counter()
             response = await agent.model.complete(
                 messages, tools=self._specs, tool_choice=tool_choice, settings=agent.model_settings
             )
             latency_ms = (time.perf_counter() - started) * 1000
             usage = response.usage
-            span.set_attribute("gen_ai.request.model", agent.model.name)
-            span.set_attribute("gen_ai.usage.input_tokens", usage.input_tokens)
-            span.set_attribute("gen_ai.usage.output_tokens", usage.output_tokens)
+            span.set_attributes({  # one call: the SDK takes the span's lock once per call
+                "gen_ai.request.model": agent.model.name,
+                "gen_ai.usage.input_tokens": usage.input_tokens,
+                "gen_ai.usage.output_tokens": usage.output_tokens,
+            })
         state.usage = state.usage + usage
         message = response.message
         summary = message.content or ", ".join(c.name for c in message.tool_calls)
@@ -149,8 +150,7 @@ class Runtime:
 
     async def _run_tool(self, call: ToolCall, context: ToolContext, guard: LoopGuard, state: TurnState) -> None:
         tool = self.agent.registry._tools.get(call.name)  # direct dict lookup: hot path
-        with self.tracer.start_as_current_span("tool.execute") as span:
-            span.set_attribute("concierge.tool", call.name)
+        with SpanScope(self.tracer, "tool.execute", {"concierge.tool": call.name}) as span:
             started = time.perf_counter()
             if tool is None:
                 names = ", ".join(t.name for t in self.agent.registry)

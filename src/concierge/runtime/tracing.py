@@ -7,9 +7,12 @@ exports over OTLP/HTTP; an application that installed its own global provider is
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -44,6 +47,39 @@ def default_tracer() -> trace.Tracer:
     if _local_provider is None:
         _local_provider = TracerProvider(resource=Resource.create({"service.name": "concierge"}))
     return _local_provider.get_tracer(TRACER_NAME)
+
+
+class SpanScope:
+    """`with SpanScope(tracer, name, attrs) as span:` is `tracer.start_as_current_span(name, attributes=attrs)`.
+
+    Same contract: the span is the current span inside the block, an `Exception` escaping the
+    block is recorded on it and sets an error status, and the span ends on exit. Written as one
+    small class because the runtime opens a span per model call and per tool call, and the API's
+    version builds two generator-based context managers each time.
+    """
+
+    __slots__ = ("_span", "_token")
+
+    def __init__(self, tracer: trace.Tracer, name: str, attributes: Mapping[str, Any] | None = None) -> None:
+        self._span = tracer.start_span(name, attributes=attributes)
+        self._token: object = None
+
+    def __enter__(self) -> trace.Span:
+        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+        return self._span
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        span = self._span
+        try:
+            otel_context.detach(self._token)  # type: ignore[arg-type]
+            # Like the API: only Exception subclasses are errors (not CancelledError, GeneratorExit).
+            if isinstance(exc, Exception) and isinstance(span, trace.Span) and span.is_recording():
+                span.record_exception(exc)
+                span.set_status(trace.Status(trace.StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        finally:
+            span.end()
 
 
 def make_tracer_provider(

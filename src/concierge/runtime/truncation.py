@@ -12,12 +12,15 @@ from typing import Any
 
 from ..llm.tokens import TokenCounter
 
+# What json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":")) uses, built once.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str, separators=(",", ":"))
+
 
 def render(value: Any) -> str:
     if isinstance(value, str):
         return value
     try:
-        return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
+        return _ENCODER.encode(value)
     except (TypeError, ValueError):
         return repr(value)
 

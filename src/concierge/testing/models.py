@@ -40,9 +40,42 @@ def call(name: str, /, **arguments: Any) -> ToolCall:
 
 
 _counter = EstimatingCounter()
+# Bound on the per-model memo of assistant-message token counts (see `_TokenMemo`).
+_MEMO_MAX = 1 << 15
 
 
-def _to_response(step: Step, messages: Sequence[Message], model: str) -> ModelResponse:
+class _TokenMemo:
+    """Estimated tokens per message for usage figures, assistant messages remembered by identity.
+
+    A conversation hands the same assistant messages back on every later call, and their text
+    (tool calls as canonical JSON) is the costly part to build; other messages are their content.
+    `_alive` keeps each remembered message alive, so its id cannot be reused while it is a key;
+    both start over once `_MEMO_MAX` messages are remembered.
+    """
+
+    __slots__ = ("_alive", "_tokens")
+
+    def __init__(self) -> None:
+        self._tokens: dict[int, int] = {}
+        self._alive: list[AssistantMessage] = []
+
+    def tokens(self, message: Message) -> int:
+        if not isinstance(message, AssistantMessage):
+            return _counter.count(message_text(message))
+        tokens = self._tokens.get(id(message))
+        if tokens is None:
+            tokens = _counter.count(message_text(message))
+            if len(self._alive) >= _MEMO_MAX:
+                self._tokens.clear()
+                self._alive.clear()
+            self._tokens[id(message)] = tokens
+            self._alive.append(message)
+        return tokens
+
+
+def _to_response(
+    step: Step, messages: Sequence[Message], model: str, memo: _TokenMemo | None = None
+) -> ModelResponse:
     if isinstance(step, ModelResponse):
         return step
     if isinstance(step, str):
@@ -53,7 +86,8 @@ def _to_response(step: Step, messages: Sequence[Message], model: str) -> ModelRe
         message = step
     else:
         message = AssistantMessage(tool_calls=tuple(step))
-    usage = Usage(sum(_counter.count(message_text(m)) for m in messages), _counter.count(message_text(message)))
+    tokens = (memo or _TokenMemo()).tokens
+    usage = Usage(sum(tokens(m) for m in messages), tokens(message))
     return ModelResponse(message, usage, model, "tool_calls" if message.tool_calls else "stop")
 
 
@@ -71,6 +105,7 @@ class FunctionModel(StreamingFromComplete):
         self._fn = fn
         self._is_async = inspect.iscoroutinefunction(fn)
         self._record = record
+        self._memo = _TokenMemo()
         self.requests: list[ModelRequest] = []
 
     async def complete(
@@ -87,7 +122,7 @@ class FunctionModel(StreamingFromComplete):
         step = self._fn(messages, tools)
         if self._is_async:
             step = await step  # type: ignore[misc]
-        return _to_response(step, messages, self.name)  # type: ignore[arg-type]
+        return _to_response(step, messages, self.name, self._memo)  # type: ignore[arg-type]
 
 
 class ScriptedModel(FunctionModel):

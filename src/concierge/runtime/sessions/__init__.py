@@ -1,7 +1,22 @@
 """Durable sessions: the store protocol, an in-memory store and an SQL store (SQLite/PostgreSQL)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .base import Session, SessionStore, TurnCommit, apply_commit
 from .memory import InMemorySessionStore
-from .sql import SqlSessionStore
+
+if TYPE_CHECKING:
+    from .sql import SqlSessionStore
 
 __all__ = ["InMemorySessionStore", "Session", "SessionStore", "SqlSessionStore", "TurnCommit", "apply_commit"]
+
+
+def __getattr__(name: str) -> Any:
+    # The SQL store pulls in SQLAlchemy (most of `import concierge`'s time and memory): imported on first use.
+    if name == "SqlSessionStore":
+        from .sql import SqlSessionStore
+
+        return SqlSessionStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
