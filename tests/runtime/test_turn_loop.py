@@ -171,3 +171,25 @@ async def test_bad_turn_input_is_rejected_with_a_clear_error(session_id, message
     with pytest.raises(ValidationError, match=fragment):
         await runtime.turn(session_id, message, principal)
     assert await runtime.store.load(session_id or "x") is None
+
+
+async def test_a_repeated_successful_write_is_not_executed_twice():
+    executed = []
+
+    @tool(writes=True)
+    def refund(order_id: str, amount: float) -> dict:
+        """Refund an order."""
+        executed.append(order_id)
+        return {"order_id": order_id, "refunded": amount}
+
+    model = ScriptedModel([call("refund", order_id="W1", amount=5), call("refund", amount=5, order_id="W1"),
+                           "Refunded 5.00."])
+    agent = Agent(instructions="x", model=model, tools=[refund])
+    result = await Runtime(agent).turn("s1", "refund W1")
+
+    assert executed == ["W1"]
+    assert result.tool_calls[1].error == "repeated: not executed again"
+    repeat_note = model.requests[2].messages[-1].content
+    assert repeat_note.startswith("Not executed again") and '"refunded":5.0' in repeat_note
+    assert [r.tool_choice for r in model.requests] == ["auto", "auto", "none"]  # next step must answer
+    assert result.reply == "Refunded 5.00."

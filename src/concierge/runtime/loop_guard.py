@@ -1,7 +1,9 @@
-"""Loop detection: a model that repeats a failing call is told so, then stopped.
+"""Loop detection: a model that repeats a call is told so, then stopped.
 
 The same failing call (name + canonical arguments) a second time gets a note asking the
-model to change course; a third identical call is not executed at all.
+model to change course; a third identical call is not executed at all. A call that already
+succeeded in this turn is never run again: the model gets the earlier result back and must
+answer next. That is what keeps a looping model from paying or cancelling twice.
 """
 
 from __future__ import annotations
@@ -21,10 +23,18 @@ BLOCKED = (
 class LoopGuard:
     """Per-turn memory of failing calls."""
 
-    __slots__ = ("_failures",)
+    __slots__ = ("_failures", "_succeeded")
 
     def __init__(self) -> None:
         self._failures: dict[str, int] = {}
+        self._succeeded: dict[str, str] = {}
+
+    def earlier_result(self, call: ToolCall) -> str | None:
+        """The result of an identical call that already succeeded in this turn, if any."""
+        return self._succeeded.get(call.canonical()) if self._succeeded else None
+
+    def record_success(self, call: ToolCall, content: str) -> None:
+        self._succeeded[call.canonical()] = content
 
     def blocked(self, call: ToolCall) -> bool:
         return bool(self._failures) and self._failures.get(call.canonical(), 0) >= 2
@@ -35,3 +45,10 @@ class LoopGuard:
         count = self._failures.get(key, 0) + 1
         self._failures[key] = count
         return REPEAT_NOTE if count >= 2 else None
+
+
+def repeated_success(earlier: str) -> str:
+    return (
+        "Not executed again: this exact call already succeeded in this turn. Its result was: "
+        f"{earlier}\nDo not repeat it; answer the customer with this result."
+    )

@@ -24,7 +24,7 @@ from ..tools.tool import ToolContext
 from .agent import Agent
 from .context import ContextBuilder, ModelSummarizer, Summarizer, TokenTally
 from .locks import SessionLocks
-from .loop_guard import BLOCKED, LoopGuard
+from .loop_guard import BLOCKED, LoopGuard, repeated_success
 from .result import TurnResult, TurnState
 from .sessions.base import Session, SessionStore, TurnCommit
 from .sessions.memory import InMemorySessionStore
@@ -124,7 +124,8 @@ class Runtime:
                 return self._handoff(session, state), "budget"
             tool_choice = "auto"
             for call in message.tool_calls:
-                await self._run_tool(call, context, guard, state)
+                if not await self._run_tool(call, context, guard, state):
+                    tool_choice = "none"  # it repeated a finished call: the next step must be an answer
         return self._handoff(session, state), "max_steps"
 
     async def _call_model(self, messages, tool_choice, state: TurnState):
@@ -148,8 +149,16 @@ class Runtime:
                                      usage.input_tokens, usage.output_tokens, usage.cost_usd))
         return response
 
-    async def _run_tool(self, call: ToolCall, context: ToolContext, guard: LoopGuard, state: TurnState) -> None:
+    async def _run_tool(self, call: ToolCall, context: ToolContext, guard: LoopGuard, state: TurnState) -> bool:
+        """Run one call and record its result; False when it repeated a call that already succeeded."""
         tool = self.agent.registry._tools.get(call.name)  # direct dict lookup: hot path
+        earlier = guard.earlier_result(call)
+        if earlier is not None:
+            note = repeated_success(earlier)
+            state.messages.append(ToolResultMessage(call.id, call.name, note))
+            state.steps.append(TraceStep("tool", call.name, call.arguments, note[:SUMMARY_CHARS], 0.0,
+                                         error="repeated: not executed again"))
+            return False
         with SpanScope(self.tracer, "tool.execute", {"concierge.tool": call.name}) as span:
             started = time.perf_counter()
             if tool is None:
@@ -171,14 +180,16 @@ class Runtime:
             state.messages.append(ToolResultMessage(call.id, call.name, content, True))
             state.steps.append(TraceStep("tool", call.name, call.arguments, content[:SUMMARY_CHARS], latency_ms,
                                          error=outcome.error))
-            return
+            return True
         assert tool is not None
         budget = self.agent.limits.max_tool_result_tokens
         content = truncate_result(outcome.value, tool.essential_fields, budget, self.counter)
         state.messages.append(ToolResultMessage(call.id, call.name, content))
         state.steps.append(TraceStep("tool", call.name, call.arguments, content[:SUMMARY_CHARS], latency_ms))
+        guard.record_success(call, content)
         if tool.writes:
             state.new_pins.append(self._pin(call, tool.essential_fields, outcome.value))
+        return True
 
     def _pin(self, call: ToolCall, essential: tuple[str, ...], value: object) -> str:
         if essential and isinstance(value, dict):

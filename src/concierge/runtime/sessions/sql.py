@@ -119,6 +119,10 @@ def _parse_url(url: str) -> URL:
     return parsed.set(drivername=driver)
 
 
+# Below SQLAlchemy's default pool capacity (5 + 10 overflow).
+_MAX_CONCURRENT_OPERATIONS = 8
+
+
 class SqlSessionStore:
     """A `SessionStore` on SQLAlchemy's async engine; safe to share between processes."""
 
@@ -147,6 +151,8 @@ class SqlSessionStore:
         self.engine = engine
         self._schema_ready = False
         self._schema_lock = asyncio.Lock()
+        # Bursts of turns wait here, in asyncio, rather than timing out in the connection pool.
+        self._gate = asyncio.Semaphore(_MAX_CONCURRENT_OPERATIONS)
         # Session has no version field; the version each loaded session was read at lives here.
         self._versions: dict[str, int] = {}
         sync_engine = engine.sync_engine
@@ -169,7 +175,7 @@ class SqlSessionStore:
 
     async def load(self, session_id: str) -> Session | None:
         await self._ensure_schema()
-        async with self.engine.connect() as conn:
+        async with self._gate, self.engine.connect() as conn:
             for _ in range(_LOAD_ATTEMPTS):
                 query = select(sessions_table).where(sessions_table.c.id == session_id)
                 row = (await conn.execute(query)).first()
@@ -208,7 +214,7 @@ class SqlSessionStore:
         _aware(now)
         await self._ensure_schema()
         try:
-            async with self.engine.begin() as conn:
+            async with self._gate, self.engine.begin() as conn:
                 await conn.execute(
                     insert(sessions_table).values(
                         id=session_id, created_at=now, updated_at=now, window_start=0,
@@ -237,7 +243,7 @@ class SqlSessionStore:
         await self._ensure_schema()
         first_msg, first_fact = len(session.history), len(session.pinned_facts)
         try:
-            async with self.engine.begin() as conn:
+            async with self._gate, self.engine.begin() as conn:
                 # The update goes first: it takes the row's write lock and decides who wins.
                 # `turns` is checked too, so two objects for one id loaded through this same
                 # store (which share one entry in `_versions`) cannot both commit.
