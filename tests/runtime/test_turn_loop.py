@@ -115,6 +115,7 @@ async def test_loop_detection_blocks_third_identical_failing_call():
     second_result = model.requests[2].messages[-1].content
     assert "failed twice" in second_result and "Do not repeat it" in second_result
     assert tool_steps[2].error.startswith("Not executed")
+    assert model.requests[3].tool_choice == "none"  # after a blocked call the model must answer
     assert result.reply == "Sorry, I can't find that order."
 
 
@@ -189,7 +190,27 @@ async def test_a_repeated_successful_write_is_not_executed_twice():
 
     assert executed == ["W1"]
     assert result.tool_calls[1].error == "repeated: not executed again"
-    repeat_note = model.requests[2].messages[-1].content
-    assert repeat_note.startswith("Not executed again") and '"refunded":5.0' in repeat_note
+    # The repeat is dropped from the conversation: the model answers from the real result.
+    last_seen = model.requests[2].messages
+    assert last_seen[-1].role == "tool" and '"refunded":5.0' in last_seen[-1].content
+    assert sum(1 for m in last_seen if m.role == "assistant") == 1
     assert [r.tool_choice for r in model.requests] == ["auto", "auto", "none"]  # next step must answer
     assert result.reply == "Refunded 5.00."
+
+
+async def test_a_repeat_next_to_a_new_call_gets_a_note_and_is_not_executed():
+    executed = []
+
+    @tool
+    def lookup(order_id: str) -> str:
+        """Look up."""
+        executed.append(order_id)
+        return f"order {order_id}"
+
+    model = ScriptedModel([call("lookup", order_id="A"), [call("lookup", order_id="A"), call("lookup", order_id="B")],
+                           "done"])
+    result = await Runtime(Agent(instructions="x", model=model, tools=[lookup])).turn("s1", "x")
+    assert executed == ["A", "B"]
+    note = model.requests[2].messages[-2].content
+    assert note.startswith("Not executed again") and "order A" in note
+    assert model.requests[2].tool_choice == "none" and result.reply == "done"

