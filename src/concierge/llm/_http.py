@@ -11,13 +11,17 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 
 import httpx
 
 from ..core.errors import ConfigError, ModelError, ModelHTTPError
+from ..core.messages import Message
+from . import guard
+from .base import ModelResponse, ModelSettings, ToolChoice, ToolSpec
 
 BODY_EXCERPT_CHARS = 500
 
@@ -227,7 +231,7 @@ def decode_tool_arguments(provider: str, tool_name: str, raw: str | dict[str, An
     return value
 
 
-class HTTPProvider:
+class HTTPProvider(ABC):
     """Client ownership and retry settings shared by the HTTP providers.
 
     A client handed in is the caller's to configure (timeouts, proxies) and to close; one
@@ -268,3 +272,33 @@ class HTTPProvider:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+    # Set by each provider: its name for the test guard and errors, and its wire format.
+    provider: str = "http"
+
+    @abstractmethod
+    def build_body(self, messages: Sequence[Message], **options: Any) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def _request(self, body: dict[str, Any]) -> httpx.Request: ...
+
+    @abstractmethod
+    def parse_response(self, data: dict[str, Any]) -> ModelResponse: ...
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        tools: Sequence[ToolSpec] = (),
+        tool_choice: ToolChoice = "auto",
+        response_format: dict[str, Any] | None = None,
+        settings: ModelSettings | None = None,
+    ) -> ModelResponse:
+        """One request: wire body → retried HTTP call → parsed response."""
+        guard.check_real_model_allowed(self.provider)
+        body = self.build_body(
+            messages, tools=tools, tool_choice=tool_choice, response_format=response_format, settings=settings
+        )
+        response = await send_with_retries(self.client, self._request(body), provider=self.provider,
+                                           policy=self.retry)
+        return self.parse_response(json_body(self.provider, response))

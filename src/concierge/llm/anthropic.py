@@ -26,7 +26,6 @@ from ._http import (
     PartialCall,
     decode_tool_arguments,
     iter_sse,
-    json_body,
     parse_json_event,
     send_with_retries,
 )
@@ -101,6 +100,8 @@ def tool_choice_to_anthropic(choice: ToolChoice, tool_names: set[str]) -> dict[s
 
 class AnthropicModel(HTTPProvider):
     """`ChatModel` over Anthropic's Messages API."""
+
+    provider = PROVIDER
 
     def __init__(
         self,
@@ -221,23 +222,6 @@ class AnthropicModel(HTTPProvider):
             str(data.get("model") or self.name),
             data.get("stop_reason"),
         )
-
-    async def complete(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[ToolSpec] = (),
-        tool_choice: ToolChoice = "auto",
-        response_format: dict[str, Any] | None = None,
-        settings: ModelSettings | None = None,
-    ) -> ModelResponse:
-        guard.check_real_model_allowed(PROVIDER)
-        body = self.build_body(
-            messages, tools=tools, tool_choice=tool_choice, response_format=response_format, settings=settings
-        )
-        request = self._request(body)
-        response = await send_with_retries(self.client, request, provider=PROVIDER, policy=self.retry)
-        return self.parse_response(json_body(PROVIDER, response))
 
     async def stream(
         self,

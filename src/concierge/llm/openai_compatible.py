@@ -31,7 +31,6 @@ from ._http import (
     PartialCall,
     decode_tool_arguments,
     iter_sse,
-    json_body,
     parse_json_event,
     send_with_retries,
 )
@@ -97,6 +96,8 @@ def response_format_to_openai(response_format: dict[str, Any]) -> dict[str, Any]
 
 class OpenAICompatibleModel(HTTPProvider):
     """`ChatModel` over `POST {base_url}/chat/completions`, with native SSE streaming."""
+
+    provider = PROVIDER
 
     def __init__(
         self,
@@ -205,23 +206,6 @@ class OpenAICompatibleModel(HTTPProvider):
         message = AssistantMessage(content=wire.get("content"), tool_calls=tuple(calls))
         model = str(data.get("model") or self.name)
         return ModelResponse(message, self._usage(data.get("usage")), model, choice.get("finish_reason"))
-
-    async def complete(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[ToolSpec] = (),
-        tool_choice: ToolChoice = "auto",
-        response_format: dict[str, Any] | None = None,
-        settings: ModelSettings | None = None,
-    ) -> ModelResponse:
-        guard.check_real_model_allowed(PROVIDER)
-        body = self.build_body(
-            messages, tools=tools, tool_choice=tool_choice, response_format=response_format, settings=settings
-        )
-        request = self._request(body)
-        response = await send_with_retries(self.client, request, provider=PROVIDER, policy=self.retry)
-        return self.parse_response(json_body(PROVIDER, response))
 
     async def stream(
         self,
