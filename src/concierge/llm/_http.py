@@ -14,7 +14,7 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import httpx
 
@@ -273,8 +273,9 @@ class HTTPProvider(ABC):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    # Set by each provider: its name for the test guard and errors, and its wire format.
+    # Set by each provider: its name for the test guard and errors, and extra fields a stream asks for.
     provider: str = "http"
+    stream_fields: ClassVar[dict[str, Any]] = {}
 
     @abstractmethod
     def build_body(self, messages: Sequence[Message], **options: Any) -> dict[str, Any]: ...
@@ -302,3 +303,21 @@ class HTTPProvider(ABC):
         response = await send_with_retries(self.client, self._request(body), provider=self.provider,
                                            policy=self.retry)
         return self.parse_response(json_body(self.provider, response))
+
+    async def _open_stream(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSpec],
+        tool_choice: ToolChoice,
+        response_format: dict[str, Any] | None,
+        settings: ModelSettings | None,
+    ) -> httpx.Response:
+        """The streaming request, sent with retries; the provider reads its own SSE events from it."""
+        guard.check_real_model_allowed(self.provider)
+        body = self.build_body(
+            messages, tools=tools, tool_choice=tool_choice, response_format=response_format, settings=settings
+        )
+        body.update(stream=True, **self.stream_fields)
+        return await send_with_retries(
+            self.client, self._request(body), provider=self.provider, policy=self.retry, stream=True
+        )

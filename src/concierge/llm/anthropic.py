@@ -20,14 +20,12 @@ import httpx
 from ..core.errors import ConfigError, ModelError, ValidationError
 from ..core.messages import AssistantMessage, Message, SystemMessage, ToolCall, ToolResultMessage, UserMessage
 from ..core.usage import Usage
-from . import guard
 from ._http import (
     HTTPProvider,
     PartialCall,
     decode_tool_arguments,
     iter_sse,
     parse_json_event,
-    send_with_retries,
 )
 from .base import ModelResponse, ModelSettings, StreamDone, StreamEvent, TextDelta, ToolChoice, ToolSpec
 from .pricing import DEFAULT_PRICES, PriceTable
@@ -232,14 +230,7 @@ class AnthropicModel(HTTPProvider):
         response_format: dict[str, Any] | None = None,
         settings: ModelSettings | None = None,
     ) -> AsyncIterator[StreamEvent]:
-        guard.check_real_model_allowed(PROVIDER)
-        body = self.build_body(
-            messages, tools=tools, tool_choice=tool_choice, response_format=response_format, settings=settings
-        )
-        body["stream"] = True
-        response = await send_with_retries(
-            self.client, self._request(body), provider=PROVIDER, policy=self.retry, stream=True
-        )
+        response = await self._open_stream(messages, tools, tool_choice, response_format, settings)
         text: list[str] = []
         tool_blocks: dict[int, PartialCall] = {}  # by content block index
         usage: dict[str, Any] = {}

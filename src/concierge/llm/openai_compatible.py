@@ -25,14 +25,12 @@ from ..core.messages import (
     message_text,
 )
 from ..core.usage import Usage
-from . import guard
 from ._http import (
     HTTPProvider,
     PartialCall,
     decode_tool_arguments,
     iter_sse,
     parse_json_event,
-    send_with_retries,
 )
 from .base import ModelResponse, ModelSettings, StreamDone, StreamEvent, TextDelta, ToolChoice, ToolSpec
 from .pricing import DEFAULT_PRICES, PriceTable
@@ -98,6 +96,7 @@ class OpenAICompatibleModel(HTTPProvider):
     """`ChatModel` over `POST {base_url}/chat/completions`, with native SSE streaming."""
 
     provider = PROVIDER
+    stream_fields = {"stream_options": {"include_usage": True}}
 
     def __init__(
         self,
@@ -216,15 +215,7 @@ class OpenAICompatibleModel(HTTPProvider):
         response_format: dict[str, Any] | None = None,
         settings: ModelSettings | None = None,
     ) -> AsyncIterator[StreamEvent]:
-        guard.check_real_model_allowed(PROVIDER)
-        body = self.build_body(
-            messages, tools=tools, tool_choice=tool_choice, response_format=response_format, settings=settings
-        )
-        body["stream"] = True
-        body["stream_options"] = {"include_usage": True}
-        response = await send_with_retries(
-            self.client, self._request(body), provider=PROVIDER, policy=self.retry, stream=True
-        )
+        response = await self._open_stream(messages, tools, tool_choice, response_format, settings)
         text: list[str] = []
         partial_calls: dict[int, PartialCall] = {}  # by the index the server gives each call
         usage: dict[str, Any] | None = None
