@@ -43,7 +43,7 @@ async def test_context_parameter_is_injected_not_exposed():
     @tool
     async def whoami(greeting: str, ctx: ToolContext) -> str:
         """Say who asks."""
-        return f"{greeting} {ctx.principal}"
+        return f"{greeting} {ctx.principal.user_id}"
 
     assert "ctx" not in whoami.parameters["properties"]
     assert await whoami.invoke({"greeting": "hi"}, ToolContext("s", "alice")) == "hi alice"

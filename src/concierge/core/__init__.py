@@ -13,8 +13,11 @@ from .errors import (
     ToolDefinitionError,
     ToolError,
     ToolNotFoundError,
+    ToolOutcomeUnknown,
+    ToolTransientError,
     ValidationError,
 )
+from .principal import Principal, as_principal
 from .ids import IdFactory, RandomIds, SequentialIds
 from .messages import (
     AssistantMessage,
@@ -33,6 +36,7 @@ __all__ = [
     "AssistantMessage", "Clock", "ConciergeError", "ConfigError", "IdFactory", "LimitExceeded",
     "ManualClock", "Message", "ModelError", "ModelHTTPError", "ModelUnavailableError", "RandomIds",
     "SequentialIds", "SessionError", "SystemClock", "SystemMessage", "ToolArgumentsError", "ToolCall",
-    "ToolDefinitionError", "ToolError", "ToolNotFoundError", "ToolResultMessage", "Usage",
+    "ToolDefinitionError", "ToolError", "ToolNotFoundError", "ToolOutcomeUnknown", "ToolResultMessage", "ToolTransientError",
+    "Principal", "as_principal", "Usage",
     "UserMessage", "ValidationError", "message_from_dict", "message_text", "message_to_dict",
 ]

@@ -61,6 +61,14 @@ class ToolArgumentsError(ToolError):
     """The model's arguments do not match the tool's schema."""
 
 
+class ToolTransientError(ToolError):
+    """The call certainly had no effect (refused connection, 429, breaker open): safe to try again."""
+
+
+class ToolOutcomeUnknown(ToolError):
+    """The call may or may not have taken effect (timeout, reset, 5xx): never retry it blind."""
+
+
 class SessionError(ConciergeError):
     """A session cannot be loaded or stored."""
 

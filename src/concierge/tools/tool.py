@@ -1,7 +1,9 @@
 """`@tool`: a typed Python function becomes a tool with a JSON schema and validated arguments.
 
-The schema comes from the type hints (pydantic), so the model is told exactly what the
-function accepts and the arguments it sends are validated before the function runs.
+The schema comes from the type hints and the docstring's `Args:` section (pydantic), so the
+model is told exactly what the function accepts and the arguments it sends are validated
+before the function runs. The transactional metadata (effect, scopes, retries, lookup,
+compensation, preconditions) is read by the executor wrappers, never by the loop.
 """
 
 from __future__ import annotations
@@ -10,23 +12,50 @@ import inspect
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, get_type_hints, overload
+from typing import Any, Literal, get_type_hints, overload
 
 import pydantic
 
 from ..core.errors import ToolArgumentsError, ToolDefinitionError
+from ..core.principal import Principal, as_principal
 from ..llm.base import ToolSpec
+from .retry import RetryPolicy
 
 _NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_-]{0,63}$")
+_ARGS_HEADER_RE = re.compile(r"^\s*(Args|Arguments|Parameters):\s*$")
+_ARG_LINE_RE = re.compile(r"^\s+(\w+)\s*(\([^)]*\))?\s*:\s*(.+)$")
+
+Effect = Literal["read", "write", "irreversible"]
+EFFECTS: tuple[str, ...] = ("read", "write", "irreversible")
 
 
 @dataclass(frozen=True, slots=True)
 class ToolContext:
-    """Handed to a tool that declares a parameter of this type: who is asking, in which session."""
+    """Handed to a tool that declares a parameter of this type: who is asking, in which session.
+
+    `idempotency_key` is set by the ledger for every effectful call; an HTTP tool sends it as
+    the `Idempotency-Key` header so the downstream API can de-duplicate too.
+    """
 
     session_id: str
-    principal: str
+    principal: Principal
     state: dict[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    # The recorded user confirmation this call executes under, if any.
+    confirmation_id: str | None = None
+    attempt: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.principal, Principal):
+            object.__setattr__(self, "principal", as_principal(self.principal))
+
+
+@dataclass(frozen=True, slots=True)
+class Compensation:
+    """How to undo a tool's effect: which tool, and its arguments from the original call and result."""
+
+    tool: str
+    arguments: Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +71,35 @@ class Tool:
     context_param: str | None = None
     # Fields of a dict result that survive truncation of a large result.
     essential_fields: tuple[str, ...] = ()
-    # A write action changes the world (cancel, refund): its results are pinned in context.
-    writes: bool = False
+    effect: Effect = "read"
+    scopes: frozenset[str] = frozenset()
+    timeout_s: float | None = None
+    retry: RetryPolicy = RetryPolicy()
+    # Repeating the call with the same idempotency key has no extra effect (the downstream API
+    # honours the key, or the operation is naturally idempotent): retries are then safe.
+    idempotent: bool = False
+    # `lookup(arguments, context)` answers "did my effect happen?" after an unknown outcome:
+    # the effect's result, or None if it did not happen. `context.idempotency_key` is set.
+    lookup: Callable[[dict[str, Any], ToolContext], Any] | None = None
+    compensate: Compensation | None = None
+    requires: tuple[Any, ...] = ()
+    # Whether the user must confirm before the call runs; None means "yes for write/irreversible".
+    confirm: bool | None = None
+    # Calls to the same downstream share one circuit breaker; defaults to the tool's name.
+    downstream: str | None = None
+
+    @property
+    def writes(self) -> bool:
+        """A write changes the world (cancel, refund): its results are pinned in context."""
+        return self.effect != "read"
+
+    @property
+    def needs_confirmation(self) -> bool:
+        return self.writes if self.confirm is None else self.confirm
+
+    @property
+    def safe_to_retry(self) -> bool:
+        return self.effect == "read" or self.idempotent
 
     @property
     def spec(self) -> ToolSpec:
@@ -63,6 +119,15 @@ class Tool:
             ) from None
         return dict(model)
 
+    def normalize(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """Validated arguments as plain JSON values: the form keys and the ledger are computed from."""
+        try:
+            model = self.args_model.model_validate(arguments)
+        except pydantic.ValidationError:
+            self.validate(arguments)  # raises the readable error
+            raise
+        return model.model_dump(mode="json")
+
     async def invoke(self, arguments: dict[str, Any], context: ToolContext | None = None) -> Any:
         kwargs = self.validate(arguments)
         if self.context_param is not None:
@@ -77,6 +142,28 @@ def _description(fn: Callable[..., Any]) -> str:
     return doc.split("\n\n", 1)[0].replace("\n", " ").strip()
 
 
+def _argument_docs(fn: Callable[..., Any]) -> dict[str, str]:
+    """Descriptions from a Google-style `Args:` section, so the schema explains each argument."""
+    docs: dict[str, str] = {}
+    in_args = False
+    current: str | None = None
+    for line in (inspect.getdoc(fn) or "").splitlines():
+        if _ARGS_HEADER_RE.match(line):
+            in_args, current = True, None
+            continue
+        if not in_args:
+            continue
+        if line and not line[0].isspace():
+            break  # the next section
+        match = _ARG_LINE_RE.match(line)
+        if match and len(line) - len(line.lstrip()) <= 4:
+            current = match.group(1)
+            docs[current] = match.group(3).strip()
+        elif current and line.strip():
+            docs[current] += " " + line.strip()
+    return docs
+
+
 def make_tool(
     fn: Callable[..., Any],
     *,
@@ -84,8 +171,29 @@ def make_tool(
     description: str | None = None,
     essential_fields: Sequence[str] = (),
     writes: bool = False,
+    effect: Effect | None = None,
+    scopes: Sequence[str] = (),
+    timeout_s: float | None = None,
+    retry: RetryPolicy | None = None,
+    idempotent: bool = False,
+    lookup: Callable[[dict[str, Any], ToolContext], Any] | None = None,
+    compensate: Compensation | None = None,
+    requires: Sequence[Any] = (),
+    confirm: bool | None = None,
+    downstream: str | None = None,
 ) -> Tool:
     tool_name = name or fn.__name__
+    effect = effect or ("write" if writes else "read")
+    if effect not in EFFECTS:
+        raise ToolDefinitionError(f"tool {tool_name!r} has effect {effect!r}", hint=f"use one of {EFFECTS}")
+    if timeout_s is not None and not timeout_s > 0:
+        raise ToolDefinitionError(f"tool {tool_name!r} has timeout_s={timeout_s!r}", hint="use a positive number")
+    if compensate is not None and not isinstance(compensate, Compensation):
+        raise ToolDefinitionError(
+            f"compensate of {tool_name!r} must be a Compensation", hint="Compensation('undo_tool', lambda args, result: {...})"
+        )
+    if effect == "read" and (compensate is not None or lookup is not None):
+        raise ToolDefinitionError(f"read tool {tool_name!r} declares lookup/compensate", hint="declare effect='write'")
     if not _NAME_RE.match(tool_name):
         raise ToolDefinitionError(
             f"tool name {tool_name!r} is not allowed", hint="use letters, digits, '_' or '-', at most 64 characters"
@@ -95,6 +203,7 @@ def make_tool(
     except Exception as exc:  # unresolved forward references and the like
         raise ToolDefinitionError(f"cannot read the type hints of {tool_name!r}: {exc}") from exc
     fields: dict[str, Any] = {}
+    arg_docs = _argument_docs(fn)
     context_param = None
     for param in inspect.signature(fn).parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
@@ -111,7 +220,8 @@ def make_tool(
                 hint="annotate every argument so the model gets a schema",
             )
         default = ... if param.default is inspect.Parameter.empty else param.default
-        fields[param.name] = (annotation, default)
+        doc = arg_docs.get(param.name)
+        fields[param.name] = (annotation, default if doc is None else pydantic.Field(default, description=doc))
     args_model = pydantic.create_model(f"{tool_name}_args", **fields)  # type: ignore[call-overload]
     schema = args_model.model_json_schema()
     schema.pop("title", None)
@@ -126,36 +236,34 @@ def make_tool(
         is_async=inspect.iscoroutinefunction(fn),
         context_param=context_param,
         essential_fields=tuple(essential_fields),
-        writes=writes,
+        effect=effect,
+        scopes=frozenset(scopes),
+        timeout_s=timeout_s,
+        retry=retry or RetryPolicy(),
+        idempotent=idempotent,
+        lookup=lookup,
+        compensate=compensate,
+        requires=tuple(requires),
+        confirm=confirm,
+        downstream=downstream,
     )
 
 
 @overload
 def tool(fn: Callable[..., Any], /) -> Tool: ...
 @overload
-def tool(
-    *,
-    name: str | None = None,
-    description: str | None = None,
-    essential_fields: Sequence[str] = (),
-    writes: bool = False,
-) -> Callable[[Callable[..., Any]], Tool]: ...
-def tool(
-    fn: Callable[..., Any] | None = None,
-    /,
-    *,
-    name: str | None = None,
-    description: str | None = None,
-    essential_fields: Sequence[str] = (),
-    writes: bool = False,
-) -> Tool | Callable[[Callable[..., Any]], Tool]:
-    """Decorate a typed (sync or async) function to make it a `Tool`.
+def tool(**options: Any) -> Callable[[Callable[..., Any]], Tool]: ...
+def tool(fn: Callable[..., Any] | None = None, /, **options: Any) -> Tool | Callable[[Callable[..., Any]], Tool]:
+    """Decorate a typed (sync or async) function to make it a `Tool`; options as in `make_tool`.
 
-    `writes=True` marks a side-effecting action whose results must never be forgotten;
-    `essential_fields` name the result fields kept when a large result is truncated.
+    `effect` is "read", "write" or "irreversible" (`writes=True` is short for "write");
+    `scopes` must all be granted to the principal; `idempotent=True` means a repeat with the same
+    idempotency key has no extra effect, so retries are safe; `lookup` finds out whether an effect
+    happened; `compensate` undoes it; `requires` lists preconditions; `essential_fields` name
+    the result fields kept when a large result is truncated.
     """
 
     def wrap(f: Callable[..., Any]) -> Tool:
-        return make_tool(f, name=name, description=description, essential_fields=essential_fields, writes=writes)
+        return make_tool(f, **options)
 
     return wrap(fn) if fn is not None else wrap

@@ -5,50 +5,24 @@ session row, all in one transaction. The update is guarded by `version`: of two 
 loaded the same session only one wins; the other gets a SessionError, not a lost turn.
 
 PostgreSQL (`postgresql+asyncpg://`, the `postgres` extra) runs the same statements: the schema
-uses only generic types and the queries are plain Core. The one SQLite-specific piece is the
-connect event setting WAL, foreign keys and a busy timeout, registered only for SQLite engines.
+uses only generic types and the queries are plain Core; the engine comes from `core.sqldb`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from datetime import datetime
 
-from sqlalchemy import JSON, Column, DateTime, ForeignKey, Integer, MetaData, String, Table, Text
-from sqlalchemy import TypeDecorator, event, insert, select, update
-from sqlalchemy.engine import URL, Dialect, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy import JSON, Column, ForeignKey, Integer, MetaData, String, Table, Text, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ...core.errors import ConfigError, SessionError, ValidationError
+from ...core.errors import SessionError, ValidationError
 from ...core.messages import message_from_dict, message_to_dict
+from ...core.sqldb import UTCDateTime, ensure_parent_dir, open_engine, prepare_engine
 from .base import Session, TurnCommit, apply_commit
 
-# Plain schemes are upgraded to the async driver the store needs.
-_SQLITE, _POSTGRES = "sqlite+aiosqlite", "postgresql+asyncpg"
-_DRIVERS = {
-    "sqlite": _SQLITE, _SQLITE: _SQLITE, "postgres": _POSTGRES, "postgresql": _POSTGRES, _POSTGRES: _POSTGRES
-}
-_SUPPORTED = "sqlite+aiosqlite:///path/to/file.db or postgresql+asyncpg://user:password@host/db"
 _LOAD_ATTEMPTS = 5
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Timezone-aware in, timezone-aware out: SQLite drops the offset, so store UTC and re-attach it."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return None if value is None else value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 metadata = MetaData()
@@ -84,39 +58,11 @@ pinned_facts_table = Table(
 )
 
 
-def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
-    """WAL lets readers run beside a writer; the busy timeout makes writers queue instead of failing."""
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
-    finally:
-        cursor.close()
-
-
 def _aware(value: datetime) -> datetime:
     """Naive times are ambiguous once stored; refuse them before they reach the database."""
     if value.tzinfo is None:
         raise ValidationError("naive datetime given to the session store", hint="pass timezone-aware times")
     return value
-
-
-def _redact(url: str) -> str:
-    """The URL fit for an error message: no password."""
-    return re.sub(r"(://[^/@]*?:)[^/@]*@", r"\1***@", url)
-
-
-def _parse_url(url: str) -> URL:
-    bad = ConfigError(f"unsupported session store URL {_redact(url)!r}", hint=f"use {_SUPPORTED}")
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError) as exc:
-        raise bad from exc
-    driver = _DRIVERS.get(parsed.drivername)
-    if driver is None:
-        raise bad
-    return parsed.set(drivername=driver)
 
 
 # Below SQLAlchemy's default pool capacity (5 + 10 overflow).
@@ -127,18 +73,7 @@ class SqlSessionStore:
     """A `SessionStore` on SQLAlchemy's async engine; safe to share between processes."""
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
-        parsed = _parse_url(url)
-        try:
-            engine = create_async_engine(parsed, echo=echo)
-        except ModuleNotFoundError as exc:
-            raise ConfigError(
-                f"the database driver for {_redact(url)!r} is not installed ({exc.name})",
-                hint="install concierge[postgres] for PostgreSQL",
-            ) from exc
-        except ArgumentError as exc:
-            message = f"bad session store URL {_redact(url)!r}: {exc}"
-            raise ConfigError(message, hint=f"use {_SUPPORTED}") from exc
-        self._setup(engine)
+        self._setup(open_engine(url, "session store", echo=echo))
 
     @classmethod
     def from_engine(cls, engine: AsyncEngine) -> SqlSessionStore:
@@ -155,9 +90,7 @@ class SqlSessionStore:
         self._gate = asyncio.Semaphore(_MAX_CONCURRENT_OPERATIONS)
         # Session has no version field; the version each loaded session was read at lives here.
         self._versions: dict[str, int] = {}
-        sync_engine = engine.sync_engine
-        if engine.dialect.name == "sqlite" and not event.contains(sync_engine, "connect", _sqlite_pragmas):
-            event.listen(sync_engine, "connect", _sqlite_pragmas)
+        prepare_engine(engine)
 
     async def _ensure_schema(self) -> None:
         if self._schema_ready:
@@ -165,10 +98,7 @@ class SqlSessionStore:
         async with self._schema_lock:
             if self._schema_ready:
                 return
-            url = self.engine.url
-            if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-                if not url.database.startswith("file:"):
-                    Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            ensure_parent_dir(self.engine)
             async with self.engine.begin() as conn:
                 await conn.run_sync(metadata.create_all)
             self._schema_ready = True
