@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 from typing import Annotated, Literal
 
 import pytest
@@ -75,4 +77,7 @@ async def test_executor_turns_exceptions_into_error_outcomes():
         raise RuntimeError("backend down")
 
     outcome = await DirectExecutor().execute(broken, ToolCall("c1", "broken", {"order_id": "1"}), ToolContext("s", "u"))
-    assert outcome.is_error and outcome.error == "RuntimeError: backend down"
+    assert outcome.is_error and outcome.status == "failed"
+    assert json.loads(outcome.error) == {"error": "tool_crashed", "message": "RuntimeError: backend down"}
+    bad = await DirectExecutor().execute(broken, ToolCall("c2", "broken", {"order_id": 5}), ToolContext("s", "u"))
+    assert bad.status == "refused" and json.loads(bad.error)["error"] == "invalid_arguments"

@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.messages import Message, message_to_dict
+from ..core.messages import Message, ToolCall, message_to_dict
+from ..core.principal import Principal
 from ..core.usage import Usage
+from ..tools.confirmation import PendingAction
+from ..tools.outcome import ToolOutcome
 from .tracing import TraceStep
 
 
@@ -15,18 +18,24 @@ class TurnState:
     """The whole in-flight turn in one place: what it added, spent and established."""
 
     session_id: str
-    principal: str
+    principal: Principal
     messages: list[Message] = field(default_factory=list)
     steps: list[TraceStep] = field(default_factory=list)
     usage: Usage = Usage()
     new_pins: list[str] = field(default_factory=list)
     window_start: int = 0
     summary: str | None = None
+    # Actions waiting for the user's confirmation; the turn pauses on them.
+    pending: list[PendingAction] = field(default_factory=list)
+    # Writes that did not succeed, so the reply states it whatever the model says.
+    unfinished_writes: list[tuple[ToolCall, ToolOutcome]] = field(default_factory=list)
+    escalation: dict[str, Any] | None = None
+    notices: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "session_id": self.session_id,
-            "principal": self.principal,
+            "principal": self.principal.to_dict(),
             "messages": [message_to_dict(m) for m in self.messages],
             "steps": [step_to_dict(s) for s in self.steps],
             "usage": {"input_tokens": self.usage.input_tokens, "output_tokens": self.usage.output_tokens,
@@ -34,6 +43,9 @@ class TurnState:
             "new_pins": list(self.new_pins),
             "window_start": self.window_start,
             "summary": self.summary,
+            "pending": [p.describe() for p in self.pending],
+            "escalation": self.escalation,
+            "notices": list(self.notices),
         }
 
 
@@ -52,14 +64,21 @@ class TurnResult:
     steps: tuple[TraceStep, ...]
     usage: Usage
     # None when the model answered; otherwise the limit that stopped the turn
-    # ("max_steps", "timeout", "budget", "empty_reply", "model_error") and `reply` is the hand-off message.
+    # ("max_steps", "timeout", "budget", "empty_reply", "model_error", "escalated",
+    # "awaiting_confirmation") and `reply` is the hand-off message or the confirmation question.
     stopped_by: str | None
     trace_id: str
     new_messages: tuple[Message, ...]
+    # Set when stopped_by == "awaiting_confirmation": what the user is asked to confirm.
+    pending_actions: tuple[PendingAction, ...] = ()
+    # Set when stopped_by == "escalated": why, and which action (its ledger key).
+    escalation: dict[str, Any] | None = None
+    # What the user is told about earlier requests settled after a restart.
+    notices: tuple[str, ...] = ()
 
     @property
     def handed_off(self) -> bool:
-        return self.stopped_by is not None
+        return self.stopped_by not in (None, "awaiting_confirmation")
 
     @property
     def tool_calls(self) -> list[TraceStep]:

@@ -18,8 +18,11 @@ from opentelemetry import trace
 from ..core.clock import Clock, SystemClock
 from ..core.errors import ModelError, ValidationError
 from ..core.messages import AssistantMessage, ToolCall, ToolResultMessage, UserMessage
+from ..core.principal import Principal, as_principal
 from ..llm.tokens import EstimatingCounter, TokenCounter
-from ..tools.executor import DirectExecutor, ToolExecutor, ToolOutcome
+from ..tools.confirmation import PendingAction, question, settle_pending
+from ..tools.executor import DirectExecutor, ToolExecutor
+from ..tools.outcome import ToolOutcome, error_message
 from ..tools.tool import ToolContext
 from .agent import Agent
 from .context import ContextBuilder, ModelSummarizer, Summarizer, TokenTally
@@ -69,10 +72,24 @@ class Runtime:
         self.tracer = tracer or default_tracer()
         self.locks = locks or SessionLocks()
         self._specs = agent.registry.specs()
+        self._recovered = False
 
-    async def turn(self, session_id: str, user_message: str, principal: str = "anonymous") -> TurnResult:
-        """Handle one user message; messages for the same session run one at a time, in arrival order."""
+    async def recover(self) -> None:
+        """Let the executor settle what a crash left unfinished (ledger reconciliation), once."""
+        recover = getattr(self.executor, "recover", None)
+        if recover is not None:
+            await recover(self.agent.registry)
+        self._recovered = True
+
+    async def turn(self, session_id: str, user_message: str, principal: Principal | str = "anonymous") -> TurnResult:
+        """Handle one user message; messages for the same session run one at a time, in arrival order.
+
+        `principal` comes from authentication: its scopes decide which tools may run.
+        """
         _validate_turn_input(session_id, user_message, principal)
+        principal = as_principal(principal)
+        if not self._recovered:
+            await self.recover()
         async with self.locks.hold(session_id):
             attributes = {"concierge.session_id": session_id, "concierge.agent": self.agent.name}
             with SpanScope(self.tracer, "concierge.turn", attributes) as span:
@@ -80,10 +97,16 @@ class Runtime:
                 session = await store.load(session_id) or await store.create(session_id, self.clock.now())
                 state = TurnState(session_id, principal, [UserMessage(user_message)],
                                   window_start=session.window_start, summary=session.summary)
+                notices = getattr(self.executor, "notices", None)
+                if notices is not None:
+                    state.notices = await notices(session_id)
+                    state.new_pins.extend(state.notices)
                 stopped_by: str | None = None
                 try:
                     async with asyncio.timeout(self.agent.limits.timeout_s):
-                        reply, stopped_by = await self._loop(session, state)
+                        reply, stopped_by = await self._run_confirmed(session, state, user_message)
+                        if stopped_by is None:
+                            reply, stopped_by = await self._loop(session, state)
                 except TimeoutError:
                     reply, stopped_by = self._handoff(session, state), "timeout"
                 except ModelError as exc:  # the provider failed after its retries: hand off, keep the turn
@@ -94,19 +117,24 @@ class Runtime:
                     span.set_attribute("concierge.stopped_by", stopped_by)
                     _close_open_calls(state, stopped_by)
                     state.messages.append(AssistantMessage(content=reply))
+                reply = _with_facts(reply, state)
+                ledger = getattr(self.executor, "ledger", None)
+                if state.escalation is not None and ledger is not None:  # the person gets the record
+                    state.escalation["ledger"] = [e.to_dict() for e in await ledger.entries(session_id)]
                 await store.commit_turn(session, TurnCommit(
                     state.messages, state.new_pins, state.window_start, state.summary, session.state,
                     self.clock.now(),
                 ))
                 return TurnResult(session_id, reply, tuple(state.steps), state.usage, stopped_by,
-                                  span_id_hex(span), tuple(state.messages))
+                                  span_id_hex(span), tuple(state.messages), tuple(state.pending),
+                                  state.escalation, tuple(state.notices))
 
     async def _loop(self, session: Session, state: TurnState) -> tuple[str, str | None]:
         agent = self.agent
         limits = agent.limits
         guard = LoopGuard()
         tool_choice = agent.tool_choice
-        context = ToolContext(state.session_id, state.principal, session.state)
+        context = self._context(session, state)
         tally = TokenTally()  # each message of the window is counted once per turn, not once per step
         for _ in range(limits.max_steps):
             window = await self.context.build(agent.instructions, session, state.window_start, state.summary,
@@ -135,7 +163,28 @@ class Runtime:
             for call in message.tool_calls:
                 if not await self._run_tool(call, context, guard, state):
                     tool_choice = "none"  # it repeated a finished or twice-failed call: now it must answer
+                if state.escalation is not None:
+                    return self._escalate(state), "escalated"
+            if state.pending:
+                return question(state.pending), "awaiting_confirmation"
         return self._handoff(session, state), "max_steps"
+
+    def _context(self, session: Session, state: TurnState) -> ToolContext:
+        return ToolContext(state.session_id, state.principal, session.state)
+
+    async def _run_confirmed(self, session: Session, state: TurnState, text: str) -> tuple[str, str | None]:
+        """If actions await this user's answer: run them on a clear yes, drop them otherwise."""
+        answer, actions = settle_pending(session.state, text)
+        if answer != "yes":
+            return "", None
+        calls = [ToolCall(f"confirmed-{a.id}", a.tool, a.arguments) for a in actions]
+        state.messages.append(AssistantMessage(content=None, tool_calls=tuple(calls)))
+        context, guard = self._context(session, state), LoopGuard()
+        for call in calls:
+            await self._run_tool(call, context, guard, state)
+            if state.escalation is not None:
+                return self._escalate(state), "escalated"
+        return "", None
 
     async def _call_model(self, messages, tool_choice, state: TurnState):
         agent = self.agent
@@ -178,8 +227,18 @@ class Runtime:
             else:
                 outcome = await self.executor.execute(tool, call, context)
             latency_ms = (time.perf_counter() - started) * 1000
+            if outcome.attributes:
+                span.set_attributes(outcome.attributes)
             if outcome.error is not None:
+                span.set_attribute("concierge.tool.status", outcome.status)
                 span.set_attribute("concierge.tool.error", outcome.error[:SUMMARY_CHARS])
+        if outcome.pending is not None:
+            state.pending.append(outcome.pending)
+        elif outcome.error is not None and tool is not None and tool.writes and outcome.error is not BLOCKED:
+            state.unfinished_writes.append((call, outcome))
+        if outcome.escalate:
+            state.escalation = {"tool": call.name, "arguments": call.arguments, "status": outcome.status,
+                                "reason": error_message(outcome.error or ""), "key": outcome.key}
         if outcome.error is not None:
             content = outcome.error
             if outcome.error is not BLOCKED:
@@ -212,12 +271,32 @@ class Runtime:
             return True
         return limits.max_cost_usd is not None and state.usage.cost_usd > limits.max_cost_usd
 
+    def _escalate(self, state: TurnState) -> str:
+        escalation = state.escalation or {}
+        reply = f"I am handing this to a colleague. {escalation.get('reason', '')}".strip()
+        if state.new_pins:
+            reply += " Already done: " + "; ".join(state.new_pins)
+        return reply
+
     def _handoff(self, session: Session, state: TurnState) -> str:
         """An honest hand-off: no promise, plus what really was done this turn."""
         reply = self.agent.handoff_message
         if state.new_pins:
             reply += " Already done: " + "; ".join(state.new_pins)
         return reply
+
+
+def _with_facts(reply: str, state: TurnState) -> str:
+    """The reply plus what the user must know whatever the model wrote: restart notices, and
+    every write that did not go through (so "refunded" is never the last word on a failed refund)."""
+    parts = [*state.notices, reply] if state.notices else [reply]
+    mentioned = state.escalation.get("key") if state.escalation else None
+    for call, outcome in state.unfinished_writes:
+        if outcome.key is not None and outcome.key == mentioned:
+            continue  # the escalation text already says it
+        label = "Not confirmed" if outcome.status == "unknown" else "Not done"
+        parts.append(f"{label}: {call.name}({render(call.arguments)}): {error_message(outcome.error or '')}")
+    return "\n\n".join(p for p in parts if p)
 
 
 def _close_open_calls(state: TurnState, reason: str) -> None:
@@ -245,5 +324,7 @@ def _validate_turn_input(session_id: object, user_message: object, principal: ob
             f"the user message has {len(user_message)} characters",
             hint=f"send at most {MAX_USER_MESSAGE_CHARS} characters per message",
         )
+    if isinstance(principal, Principal):
+        return
     if not isinstance(principal, str) or not principal.strip():
         raise ValidationError("the principal is empty", hint="say who is asking (a customer or operator id)")

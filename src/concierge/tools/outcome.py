@@ -50,3 +50,12 @@ def error_text(kind: str, message: str, **details: Any) -> str:
 
 def refused(kind: str, message: str, **details: Any) -> ToolOutcome:
     return ToolOutcome(error=error_text(kind, message, **details), status="refused")
+
+
+def error_message(error: str) -> str:
+    """The human sentence inside a structured error (or the text itself)."""
+    try:
+        data = json.loads(error)
+    except ValueError:
+        return error
+    return str(data.get("message", error)) if isinstance(data, dict) else error

@@ -44,6 +44,8 @@ class ToolContext:
     # The recorded user confirmation this call executes under, if any.
     confirmation_id: str | None = None
     attempt: int = 1
+    # The executor running this call, so a composite tool (a saga) can run its steps through it.
+    executor: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.principal, Principal):

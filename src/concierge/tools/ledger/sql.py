@@ -1,0 +1,163 @@
+"""The ledger in the sessions' database: a SQLite file by default, PostgreSQL by URL.
+
+Every write is its own committed transaction (SQLite runs with `synchronous=FULL`), because
+the point of the `attempted` row is to be on disk before the call leaves the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import fields
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ...core.sqldb import UTCDateTime, ensure_parent_dir, open_engine, prepare_engine
+from .base import UNRESOLVED, AuditRecord, LedgerEntry
+
+metadata = MetaData()
+
+ledger_table = Table(
+    "tool_ledger",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("session_id", String(255), nullable=False),
+    Column("tool", String(64), nullable=False),
+    Column("arguments", JSON, nullable=False),
+    Column("principal", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("result", JSON, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("duration_ms", Float, nullable=True),
+    Column("note", Text, nullable=True),
+    Column("surfaced", Boolean, nullable=False),
+    Index("ix_tool_ledger_session", "session_id"),
+    Index("ix_tool_ledger_status", "status"),
+)
+
+audit_table = Table(
+    "tool_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("session_id", String(255), nullable=False, index=True),
+    Column("tool", String(64), nullable=False),
+    Column("arguments", JSON, nullable=False),
+    Column("principal", JSON, nullable=False),
+    Column("decision", String(32), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("extra", JSON, nullable=False),
+)
+
+_ENTRY_FIELDS = [f.name for f in fields(LedgerEntry)]
+
+
+def _row(entry: LedgerEntry) -> dict[str, Any]:
+    return {name: getattr(entry, name) for name in _ENTRY_FIELDS}
+
+
+class SqlLedger:
+    """A `Ledger` on SQLAlchemy's async engine; share the URL (or engine) of the session store."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self._setup(open_engine(url, "ledger", echo=echo))
+
+    @classmethod
+    def from_engine(cls, engine: AsyncEngine) -> SqlLedger:
+        ledger = cls.__new__(cls)
+        ledger._setup(engine)
+        return ledger
+
+    def _setup(self, engine: AsyncEngine) -> None:
+        prepare_engine(engine)
+        self.engine = engine
+        self._ready = False
+        self._lock = asyncio.Lock()
+
+    async def _schema(self) -> None:
+        if self._ready:
+            return
+        async with self._lock:
+            if not self._ready:
+                ensure_parent_dir(self.engine)
+                async with self.engine.begin() as conn:
+                    await conn.run_sync(metadata.create_all)
+                self._ready = True
+
+    async def get(self, key: str) -> LedgerEntry | None:
+        await self._schema()
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(ledger_table).where(ledger_table.c.key == key))).first()
+        return None if row is None else LedgerEntry(**row._mapping)
+
+    async def claim(self, entry: LedgerEntry, *, over: tuple[str, ...] = ()) -> LedgerEntry | None:
+        await self._schema()
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(ledger_table).values(**_row(entry)))
+            return None
+        except IntegrityError:
+            pass
+        if over:
+            async with self.engine.begin() as conn:
+                values = {k: v for k, v in _row(entry).items() if k != "key"}
+                result = await conn.execute(
+                    update(ledger_table)
+                    .where(ledger_table.c.key == entry.key, ledger_table.c.status.in_(over))
+                    .values(**values)
+                )
+            if result.rowcount == 1:
+                return None
+        holder = await self.get(entry.key)
+        assert holder is not None
+        return holder
+
+    async def update(self, entry: LedgerEntry) -> None:
+        await self._schema()
+        values = {k: v for k, v in _row(entry).items() if k != "key"}
+        async with self.engine.begin() as conn:
+            await conn.execute(update(ledger_table).where(ledger_table.c.key == entry.key).values(**values))
+
+    async def _select(self, *conditions: Any) -> list[LedgerEntry]:
+        await self._schema()
+        query = select(ledger_table).where(*conditions).order_by(ledger_table.c.started_at)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [LedgerEntry(**row._mapping) for row in rows]
+
+    async def unresolved(self) -> list[LedgerEntry]:
+        return await self._select(ledger_table.c.status.in_(UNRESOLVED))
+
+    async def entries(self, session_id: str) -> list[LedgerEntry]:
+        return await self._select(ledger_table.c.session_id == session_id)
+
+    async def mark_surfaced(self, keys: list[str]) -> None:
+        if not keys:
+            return
+        await self._schema()
+        async with self.engine.begin() as conn:
+            await conn.execute(update(ledger_table).where(ledger_table.c.key.in_(keys)).values(surfaced=True))
+
+    async def audit(self, record: AuditRecord) -> None:
+        await self._schema()
+        async with self.engine.begin() as conn:
+            await conn.execute(insert(audit_table).values(
+                at=record.at, session_id=record.session_id, tool=record.tool, arguments=record.arguments,
+                principal=record.principal, decision=record.decision, reason=record.reason, extra=record.extra,
+            ))
+
+    async def audit_records(self, session_id: str) -> list[AuditRecord]:
+        await self._schema()
+        query = select(audit_table).where(audit_table.c.session_id == session_id).order_by(audit_table.c.id)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [AuditRecord(**{k: v for k, v in row._mapping.items() if k != "id"}) for row in rows]
+
+    async def close(self) -> None:
+        await self.engine.dispose()
