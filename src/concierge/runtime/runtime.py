@@ -104,9 +104,10 @@ class Runtime:
                 stopped_by: str | None = None
                 try:
                     async with asyncio.timeout(self.agent.limits.timeout_s):
-                        reply, stopped_by = await self._run_confirmed(session, state, user_message)
+                        guard = LoopGuard()  # one per turn: a repeat of a confirmed call is a repeat too
+                        reply, stopped_by = await self._run_confirmed(session, state, user_message, guard)
                         if stopped_by is None:
-                            reply, stopped_by = await self._loop(session, state)
+                            reply, stopped_by = await self._loop(session, state, guard)
                 except TimeoutError:
                     reply, stopped_by = self._handoff(session, state), "timeout"
                 except ModelError as exc:  # the provider failed after its retries: hand off, keep the turn
@@ -129,10 +130,9 @@ class Runtime:
                                   span_id_hex(span), tuple(state.messages), tuple(state.pending),
                                   state.escalation, tuple(state.notices))
 
-    async def _loop(self, session: Session, state: TurnState) -> tuple[str, str | None]:
+    async def _loop(self, session: Session, state: TurnState, guard: LoopGuard) -> tuple[str, str | None]:
         agent = self.agent
         limits = agent.limits
-        guard = LoopGuard()
         tool_choice = agent.tool_choice
         context = self._context(session, state)
         tally = TokenTally()  # each message of the window is counted once per turn, not once per step
@@ -172,14 +172,15 @@ class Runtime:
     def _context(self, session: Session, state: TurnState) -> ToolContext:
         return ToolContext(state.session_id, state.principal, session.state)
 
-    async def _run_confirmed(self, session: Session, state: TurnState, text: str) -> tuple[str, str | None]:
+    async def _run_confirmed(self, session: Session, state: TurnState, text: str,
+                             guard: LoopGuard) -> tuple[str, str | None]:
         """If actions await this user's answer: run them on a clear yes, drop them otherwise."""
         answer, actions = settle_pending(session.state, text)
         if answer != "yes":
             return "", None
         calls = [ToolCall(f"confirmed-{a.id}", a.tool, a.arguments) for a in actions]
         state.messages.append(AssistantMessage(content=None, tool_calls=tuple(calls)))
-        context, guard = self._context(session, state), LoopGuard()
+        context = self._context(session, state)
         for call in calls:
             await self._run_tool(call, context, guard, state)
             if state.escalation is not None:

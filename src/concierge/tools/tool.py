@@ -184,7 +184,9 @@ def make_tool(
     confirm: bool | None = None,
     downstream: str | None = None,
 ) -> Tool:
-    tool_name = name or fn.__name__
+    tool_name = name or getattr(fn, "__name__", None)
+    if tool_name is None:
+        raise ToolDefinitionError(f"{fn!r} has no __name__", hint="pass name= to name the tool")
     effect = effect or ("write" if writes else "read")
     if effect not in EFFECTS:
         raise ToolDefinitionError(f"tool {tool_name!r} has effect {effect!r}", hint=f"use one of {EFFECTS}")
@@ -201,7 +203,8 @@ def make_tool(
             f"tool name {tool_name!r} is not allowed", hint="use letters, digits, '_' or '-', at most 64 characters"
         )
     try:
-        hints = get_type_hints(fn, include_extras=True)
+        target = fn if inspect.isroutine(fn) else type(fn).__call__  # a callable object's __call__
+        hints = get_type_hints(target, include_extras=True)
     except Exception as exc:  # unresolved forward references and the like
         raise ToolDefinitionError(f"cannot read the type hints of {tool_name!r}: {exc}") from exc
     fields: dict[str, Any] = {}
