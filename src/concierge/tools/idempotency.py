@@ -99,10 +99,9 @@ class Ledgered:
             await self.ledger.update(entry.finish("succeeded", now, result=outcome.value, attempts=attempts))
         else:
             await self.ledger.update(entry.finish(status, now, error=outcome.error, attempts=attempts))  # type: ignore[arg-type]
-        if status == "unknown":
-            escalate = outcome.escalate or not tool.safe_to_retry
+        if status == "unknown" and not outcome.escalate:  # a transport unknown: say so plainly
             outcome = dataclasses.replace(
-                outcome, escalate=escalate,
+                outcome, escalate=not tool.safe_to_retry,
                 error=error_text("outcome_unknown", UNKNOWN_MESSAGE, detail=outcome.error, key=entry.key),
             )
         attributes = {**outcome.attributes, "concierge.idempotency_key": entry.key, "concierge.ledger.status": status}
