@@ -19,17 +19,21 @@ from ..runtime.runtime import Runtime
 from ..runtime.sessions.sql import SqlSessionStore
 from ..tools.ledger.sql import SqlLedger
 from ..tools.pipeline import TransactionalExecutor
+from ..tools.retry import RetryPolicy
 from .models import ScriptedModel, Step, call
 from .payment_tools import payment_tools
 
 PRINCIPAL = Principal("customer-1", scopes=frozenset({"payments:write"}))
+# Without jitter, so a test knows when a retry lands: the third attempt comes 1.25 s after the
+# first, after a service that held the key "in progress" for a second has let it go.
+CRASH_TEST_RETRY = RetryPolicy(max_attempts=4, base_delay_s=0.25, max_delay_s=1.0, rand=lambda: 1.0)
 
 
 def build_runtime(db_url: str, service_url: str, script: Sequence[Step], *, ledger: object | None = None,
                   timeout_s: float = 0.5) -> Runtime:
     """A runtime whose sessions and ledger share one database, with the payment tools."""
     agent = Agent(instructions="You take payments.", model=ScriptedModel(list(script)),
-                  tools=payment_tools(service_url, timeout_s=timeout_s))
+                  tools=payment_tools(service_url, timeout_s=timeout_s, retry=CRASH_TEST_RETRY))
     executor = TransactionalExecutor(ledger if ledger is not None else SqlLedger(db_url))  # type: ignore[arg-type]
     return Runtime(agent, store=SqlSessionStore(db_url), executor=executor)
 
