@@ -65,22 +65,19 @@ class Ledgered:
             return await self.inner.execute(tool, call, context)
         key = idempotency_key(context, tool.name, call.arguments)
         context = dataclasses.replace(context, idempotency_key=key)
-        entry = await self.ledger.get(key)
-        attempts, over = 1, ("not_applied",)
+        fresh = LedgerEntry(key, context.session_id, tool.name, call.arguments, context.principal.to_dict(),
+                            "attempted", self.clock.now())
+        entry = await self.ledger.claim(fresh)  # a new key (the common case) costs one insert
         if entry is not None:
             if entry.status in ("attempted", "unknown"):
                 entry = await self.resolve(tool, entry, context)
             if entry.status in ("succeeded", "failed", "unknown"):
                 return self.replay(entry)
-            attempts = entry.attempts + 1
-            # Resolution showed no effect (or the downstream de-duplicates): take the key over.
-            over = ("not_applied", "attempted", "unknown")
-        now = self.clock.now()
-        fresh = LedgerEntry(key, context.session_id, tool.name, call.arguments, context.principal.to_dict(),
-                            "attempted", now, attempts=attempts)
-        holder = await self.ledger.claim(fresh, over=over)
-        if holder is not None:  # another worker holds this key right now
-            return dataclasses.replace(self.replay(holder), key=key)
+            # No effect so far (a transient failure, or resolution said so): take the key over.
+            fresh = dataclasses.replace(fresh, attempts=entry.attempts + 1, started_at=self.clock.now())
+            holder = await self.ledger.claim(fresh, over=("not_applied", "attempted", "unknown"))
+            if holder is not None:  # another worker took it in between
+                return dataclasses.replace(self.replay(holder), key=key)
         outcome = await self.inner.execute(tool, call, context)
         return await self.record(tool, fresh, outcome, context)
 
