@@ -25,12 +25,16 @@ class Retrying:
 
     async def execute(self, tool: Tool, call: ToolCall, context: ToolContext) -> ToolOutcome:
         policy = tool.retry
-        attempt = 1
+        attempt, uncertain = 1, False
         while True:
             outcome = await self._attempt(tool, call, dataclasses.replace(context, attempt=attempt))
+            uncertain = uncertain or outcome.status == "unknown"
             retry = outcome.status == "not_applied" or (outcome.status == "unknown" and tool.safe_to_retry)
             if not retry or outcome.escalate or attempt >= policy.max_attempts:
                 attributes = {**outcome.attributes, "concierge.tool.attempts": attempt}
+                if uncertain and outcome.status == "not_applied":
+                    # The last attempt certainly did nothing, but an earlier one may have.
+                    return dataclasses.replace(outcome, status="unknown", attributes=attributes)
                 return dataclasses.replace(outcome, attributes=attributes)
             await self.sleep(policy.delay(attempt - 1))
             attempt += 1
