@@ -1,5 +1,6 @@
-"""Test doubles shipped with the library: scripted models and helpers for tests."""
+"""Test doubles shipped with the library: scripted models, test services and helpers for tests."""
 
 from .models import FunctionModel, ModelRequest, ScriptedModel, Step, call
+from .services import PaymentService, ServiceProcess
 
-__all__ = ["FunctionModel", "ModelRequest", "ScriptedModel", "Step", "call"]
+__all__ = ["FunctionModel", "ModelRequest", "PaymentService", "ScriptedModel", "ServiceProcess", "Step", "call"]
