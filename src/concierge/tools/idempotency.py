@@ -68,9 +68,11 @@ class Ledgered:
         fresh = LedgerEntry(key, context.session_id, tool.name, call.arguments, context.principal.to_dict(),
                             "attempted", self.clock.now())
         entry = await self.ledger.claim(fresh)  # a new key (the common case) costs one insert
+        uncertain = False  # an earlier attempt may have acted and nothing has ruled it out
         if entry is not None:
             if entry.status in ("attempted", "unknown"):
-                entry = await self.resolve(tool, entry, context)
+                entry, settled = await self.resolve(tool, entry, context)
+                uncertain = not settled  # re-sent on the key's strength, not ruled out by a lookup
             if entry.status in ("succeeded", "failed", "unknown"):
                 return self.replay(entry)
             # No effect so far (a transient failure, or resolution said so): take the key over.
@@ -79,13 +81,17 @@ class Ledgered:
             if holder is not None:  # another worker took it in between
                 return dataclasses.replace(self.replay(holder), key=key)
         outcome = await self.inner.execute(tool, call, context)
-        return await self.record(tool, fresh, outcome, context)
+        return await self.record(tool, fresh, outcome, context, uncertain=uncertain)
 
-    async def record(self, tool: Tool, entry: LedgerEntry, outcome: ToolOutcome, context: ToolContext) -> ToolOutcome:
+    async def record(self, tool: Tool, entry: LedgerEntry, outcome: ToolOutcome, context: ToolContext,
+                     *, uncertain: bool = False) -> ToolOutcome:
         attempts = entry.attempts - 1 + int(outcome.attributes.get("concierge.tool.attempts", 1))
         status = outcome.status
         if status in ("refused", "needs_confirmation"):
             status = "not_applied"
+        if uncertain and status == "not_applied":  # this attempt did nothing; an earlier one may have
+            status = "unknown"
+            outcome = dataclasses.replace(outcome, status="unknown")
         if status == "unknown" and tool.lookup is not None:
             happened, found = await run_lookup(tool, entry.arguments, context)
             if happened is not None:
@@ -104,21 +110,23 @@ class Ledgered:
         attributes = {**outcome.attributes, "concierge.idempotency_key": entry.key, "concierge.ledger.status": status}
         return dataclasses.replace(outcome, key=entry.key, attributes=attributes)
 
-    async def resolve(self, tool: Tool, entry: LedgerEntry, context: ToolContext) -> LedgerEntry:
-        """Settle an `attempted`/`unknown` entry with the tool's lookup before anything else."""
+    async def resolve(self, tool: Tool, entry: LedgerEntry, context: ToolContext) -> tuple[LedgerEntry, bool]:
+        """Settle an `attempted`/`unknown` entry with the tool's lookup before anything else.
+
+        Returns the entry and whether the lookup settled it."""
         happened, found = await run_lookup(tool, entry.arguments, context)
         if happened is None:
             if tool.safe_to_retry:
                 # The downstream de-duplicates by key: sending it again is how we find out.
-                return dataclasses.replace(entry, status="not_applied")
-            return entry
+                return dataclasses.replace(entry, status="not_applied"), False
+            return entry, False
         now = self.clock.now()
         if happened:
             settled = entry.finish("succeeded", now, result=found, note="confirmed by lookup")
         else:
             settled = entry.finish("not_applied", now, note="did not happen (checked by lookup)")
         await self.ledger.update(settled)
-        return settled
+        return settled, True
 
     def replay(self, entry: LedgerEntry) -> ToolOutcome:
         attributes = {"concierge.idempotency_key": entry.key, "concierge.ledger.status": entry.status,

@@ -61,10 +61,10 @@ async def _settle(entry: LedgerEntry, registry: ToolRegistry, sender: ToolExecut
         if outcome.status == "succeeded":
             return entry.finish("succeeded", clock.now(), result=outcome.value, attempts=attempts,
                                 note=NOTE_COMPLETED, surfaced=False)
-        if outcome.status in ("failed", "not_applied", "refused"):
-            status = "failed" if outcome.status == "failed" else "not_applied"
-            return entry.finish(status, clock.now(), error=outcome.error, attempts=attempts,  # type: ignore[arg-type]
+        if outcome.status == "failed":  # the API refused the keyed request: it had not acted on it
+            return entry.finish("failed", clock.now(), error=outcome.error, attempts=attempts,
                                 note=NOTE_NOT_APPLIED, surfaced=False)
+        # Unreachable now: that says nothing about the earlier attempt, so it stays open.
     # An entry already reported as unknown stays reported; a crash leftover is news.
     return entry.finish("unknown", clock.now(), error=entry.error, note=NOTE_UNKNOWN,
                         surfaced=entry.surfaced and entry.status == "unknown")
