@@ -21,6 +21,7 @@ from .core.errors import ConciergeError, ConfigError
 from .runtime.result import TurnResult
 from .runtime.runtime import Runtime
 from .settings import Settings, load_settings
+from .tools.outcome import error_message
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="concierge: customer-service agents that act.")
 console = Console(highlight=False)
@@ -54,13 +55,20 @@ def _fail(exc: ConciergeError) -> typer.Exit:
 def _runtime(settings: Settings) -> Runtime:
     """The demo shop's agent, with the demo's own limits unless the settings name some."""
     from .domains.demo import DemoShop, make_demo_agent
-    from .factory import build_limits, build_model, build_model_settings, build_store, build_tracer
+    from .factory import build_executor, build_limits, build_model, build_model_settings, build_store, build_tracer
 
     limits = build_limits(settings) if settings.limits.model_fields_set else None
     model_settings = build_model_settings(settings) if {"temperature", "max_tokens"} & settings.model.model_fields_set \
         else None
     agent = make_demo_agent(build_model(settings), DemoShop(), limits=limits, model_settings=model_settings)
-    return Runtime(agent, store=build_store(settings), tracer=build_tracer(settings))
+    return Runtime(agent, store=build_store(settings), executor=build_executor(settings),
+                   tracer=build_tracer(settings))
+
+
+async def _close_ledger(runtime: Runtime) -> None:
+    close = getattr(getattr(runtime.executor, "ledger", None), "close", None)
+    if close is not None:
+        await close()
 
 
 def _print_turn(user_text: str, result: TurnResult, seconds: float) -> None:
@@ -70,7 +78,7 @@ def _print_turn(user_text: str, result: TurnResult, seconds: float) -> None:
             continue
         args = json.dumps(step.arguments, ensure_ascii=False)
         if step.error:
-            console.print(f"  [yellow]⚙ {step.name}({args}) ✗ {step.error[:160]}[/]")
+            console.print(f"  [yellow]⚙ {step.name}({args}) ✗ {error_message(step.error)[:160]}[/]")
         else:
             console.print(f"  [green]⚙ {step.name}({args}) → {step.result_summary[:160]}[/]")
     style = "bold red" if result.handed_off else "bold magenta"
@@ -106,6 +114,7 @@ async def _demo(settings: Settings, session_id: str) -> int:
             handoffs += result.handed_off
     finally:
         await runtime.store.close()
+        await _close_ledger(runtime)
     console.print(
         f"[bold]{len(DEMO_CONVERSATION)} turns: {executed} tool calls succeeded, {failed} failed, "
         f"{handoffs} hand-offs.[/] Every word above came from {model_name}; the tool results came from the "
@@ -146,10 +155,12 @@ async def _chat(settings: Settings, session_id: str) -> None:
                 result = await runtime.turn(session_id, text, principal="cli-user")
             for step in result.tool_calls:
                 mark = "✗" if step.error else "→"
-                console.print(f"  [dim]⚙ {step.name} {mark} {(step.error or step.result_summary)[:120]}[/]")
+                text_out = error_message(step.error) if step.error else step.result_summary
+                console.print(f"  [dim]⚙ {step.name} {mark} {text_out[:120]}[/]")
             console.print(f"[bold magenta]agent ›[/] {result.reply} [dim]({time.perf_counter() - started:.1f} s)[/]")
     finally:
         await runtime.store.close()
+        await _close_ledger(runtime)
 
 
 @app.command()

@@ -15,6 +15,8 @@ from .runtime.sessions.base import SessionStore
 from .runtime.sessions.memory import InMemorySessionStore
 from .runtime.tracing import default_tracer, make_tracer_provider
 from .settings import Settings
+from .tools.ledger import InMemoryLedger, SqlLedger
+from .tools.pipeline import TransactionalExecutor
 
 
 def build_prices(settings: Settings) -> PriceTable:
@@ -70,6 +72,13 @@ def build_store(settings: Settings) -> SessionStore:
     from .runtime.sessions.sql import SqlSessionStore
 
     return SqlSessionStore(url)
+
+
+def build_executor(settings: Settings) -> TransactionalExecutor:
+    """The transactional tool executor, its ledger in the sessions' database."""
+    url = settings.sessions.url
+    ledger = InMemoryLedger() if url == "memory" else SqlLedger(url)
+    return TransactionalExecutor(ledger)
 
 
 def build_tracer(settings: Settings) -> trace.Tracer:

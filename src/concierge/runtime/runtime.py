@@ -19,6 +19,7 @@ from ..core.clock import Clock, SystemClock
 from ..core.errors import ModelError, ValidationError
 from ..core.messages import AssistantMessage, ToolCall, ToolResultMessage, UserMessage
 from ..core.principal import Principal, as_principal
+from ..llm.base import ToolChoice
 from ..llm.tokens import EstimatingCounter, TokenCounter
 from ..tools.confirmation import PendingAction, question, settle_pending
 from ..tools.executor import DirectExecutor, ToolExecutor
@@ -107,7 +108,10 @@ class Runtime:
                         guard = LoopGuard()  # one per turn: a repeat of a confirmed call is a repeat too
                         reply, stopped_by = await self._run_confirmed(session, state, user_message, guard)
                         if stopped_by is None:
-                            reply, stopped_by = await self._loop(session, state, guard)
+                            # After running confirmed actions the model reports; it is not forced to act.
+                            ran_confirmed = any(s.kind == "tool" for s in state.steps)
+                            reply, stopped_by = await self._loop(session, state, guard,
+                                                                 "auto" if ran_confirmed else None)
                 except TimeoutError:
                     reply, stopped_by = self._handoff(session, state), "timeout"
                 except ModelError as exc:  # the provider failed after its retries: hand off, keep the turn
@@ -130,10 +134,11 @@ class Runtime:
                                   span_id_hex(span), tuple(state.messages), tuple(state.pending),
                                   state.escalation, tuple(state.notices))
 
-    async def _loop(self, session: Session, state: TurnState, guard: LoopGuard) -> tuple[str, str | None]:
+    async def _loop(self, session: Session, state: TurnState, guard: LoopGuard,
+                    first_choice: ToolChoice | None = None) -> tuple[str, str | None]:
         agent = self.agent
         limits = agent.limits
-        tool_choice = agent.tool_choice
+        tool_choice = first_choice or agent.tool_choice
         context = self._context(session, state)
         tally = TokenTally()  # each message of the window is counted once per turn, not once per step
         for _ in range(limits.max_steps):

@@ -35,6 +35,7 @@ DEMO_CONVERSATION = (
     "Hi, my email is jane@example.com. Which orders do I have?",
     "What is the status of order W1002?",
     "Please cancel order W1002, I changed my mind.",
+    "Yes, please go ahead.",
 )
 
 
