@@ -193,7 +193,7 @@ async def measure_async(folder: Path, n: int, warmup: int) -> tuple[list[dict[st
                 raise AssertionError(out)
 
         await row(REPLAY_SQL, lambda a: durable.execute(write_tool, tool_call(a), context), replayed,
-                  calls_each=0, fixed=0, note="one read, no commit, function not called")
+                  calls_each=0, fixed=0, note="a refused insert and one read, no commit, function not called")
         unresolved = await durable.ledger.unresolved()
         if unresolved:
             raise AssertionError(f"{len(unresolved)} ledger entries left unresolved")
@@ -332,7 +332,7 @@ def ratio_lines(meta: dict[str, Any]) -> list[str]:
          "ledger commits twice per call (the `attempted` row before the function runs, the outcome after), "
          "so about 2 durable commits is the expected floor; the rest "
          f"({d['write_sqlite_p50_minus_two_commits_us']:,.0f} µs at p50 beyond two stdlib commits) is the "
-         "ledger's key lookup and each statement's round trips through SQLAlchemy and aiosqlite's worker thread."),
+         "per-statement round trips through SQLAlchemy and aiosqlite's worker thread."),
     ]
 
 
@@ -399,9 +399,9 @@ def meaning(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         f"µs. With the SQLite ledger a write costs {fmt_us(sql)} µs at p50. Its floor is two durable commits "
         f"(the `attempted` row must be on disk before the function runs, the outcome before the result is "
         f"returned): 2 × {fmt_us(commit)} µs with the stdlib driver on this disk ({meta['filesystem']}), "
-        f"{disk_share:.0%} of the measured cost. The rest is per-statement overhead above the disk: the key "
-        "lookup before the claim and each statement's round trips through SQLAlchemy's async engine and "
-        "aiosqlite's worker thread. A replay of a recorded key, which is one SELECT with no commit and never "
+        f"{disk_share:.0%} of the measured cost. The rest is per-statement overhead above the disk: each "
+        "statement's round trips through SQLAlchemy's async engine and aiosqlite's worker thread. A replay "
+        "of a recorded key, which is a refused insert and one SELECT with no commit and never "
         f"reaches the function, shows that overhead on its own: {fmt_us(by[REPLAY_SQL]['p50_us'])} µs. Next to "
         "a real downstream API call (tens to hundreds of milliseconds) the durable write is still small, but "
         "the gap to the two-commit floor is where the ledger can get faster; on a disk with slower fsync the "
