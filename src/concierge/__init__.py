@@ -4,7 +4,15 @@ The public surface is small on purpose; everything else lives in the sub-package
 """
 
 from ._version import __version__
-from .core import AssistantMessage, ConciergeError, SystemMessage, ToolCall, ToolResultMessage, Usage, UserMessage
+from .core import (
+    AssistantMessage,
+    ConciergeError,
+    SystemMessage,
+    ToolCall,
+    ToolResultMessage,
+    Usage,
+    UserMessage,
+)
 from .llm import ChatModel, ModelResponse, ModelSettings, ToolSpec
 from .runtime import Agent, Limits, Runtime, TurnResult
 from .tools import Tool, ToolContext, tool

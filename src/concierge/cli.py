@@ -55,7 +55,14 @@ def _fail(exc: ConciergeError) -> typer.Exit:
 def _runtime(settings: Settings) -> Runtime:
     """The demo shop's agent, with the demo's own limits unless the settings name some."""
     from .domains.demo import DemoShop, make_demo_agent
-    from .factory import build_executor, build_limits, build_model, build_model_settings, build_store, build_tracer
+    from .factory import (
+        build_executor,
+        build_limits,
+        build_model,
+        build_model_settings,
+        build_store,
+        build_tracer,
+    )
 
     limits = build_limits(settings) if settings.limits.model_fields_set else None
     model_settings = build_model_settings(settings) if {"temperature", "max_tokens"} & settings.model.model_fields_set \

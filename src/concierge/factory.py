@@ -22,7 +22,7 @@ from .tools.pipeline import TransactionalExecutor
 def build_prices(settings: Settings) -> PriceTable:
     if not settings.prices:
         return DEFAULT_PRICES
-    return PriceTable({**{"smollm2": (0.0, 0.0)}, **settings.prices})
+    return PriceTable({"smollm2": (0.0, 0.0), **settings.prices})
 
 
 def build_model(settings: Settings) -> ChatModel:

@@ -24,8 +24,16 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from concierge.core import Principal, ToolCall
 from concierge.testing.faults import CrashingLedger, FakeDownstream, Fault, SimulatedCrash
 from concierge.tools import (
-    InMemoryLedger, LedgerEntry, RetryPolicy, SqlLedger, Tool, ToolContext, ToolOutcome, ToolRegistry,
-    TransactionalExecutor, tool,
+    InMemoryLedger,
+    LedgerEntry,
+    RetryPolicy,
+    SqlLedger,
+    Tool,
+    ToolContext,
+    ToolOutcome,
+    ToolRegistry,
+    TransactionalExecutor,
+    tool,
 )
 
 PRINCIPAL = Principal("u1", scopes=frozenset({"*"}))

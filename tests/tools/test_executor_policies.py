@@ -9,8 +9,17 @@ import pytest
 
 from concierge.core import ManualClock, Principal, ToolCall, ToolOutcomeUnknown, ToolTransientError
 from concierge.tools import (
-    Breakers, InMemoryLedger, LedgerEntry, RetryPolicy, Retrying, SqlLedger, ToolContext, ToolRegistry,
-    TransactionalExecutor, idempotency_key, tool,
+    Breakers,
+    InMemoryLedger,
+    LedgerEntry,
+    Retrying,
+    RetryPolicy,
+    SqlLedger,
+    ToolContext,
+    ToolRegistry,
+    TransactionalExecutor,
+    idempotency_key,
+    tool,
 )
 
 P = Principal("u1", scopes=frozenset({"*"}))

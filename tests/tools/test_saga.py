@@ -8,8 +8,15 @@ from concierge import Agent, Runtime
 from concierge.core import Principal, ToolError
 from concierge.testing import ScriptedModel, call
 from concierge.tools import (
-    Compensation, InMemoryLedger, Saga, SagaStep, ToolContext, ToolRegistry, TransactionalExecutor,
-    raise_unless_completed, tool,
+    Compensation,
+    InMemoryLedger,
+    Saga,
+    SagaStep,
+    ToolContext,
+    ToolRegistry,
+    TransactionalExecutor,
+    raise_unless_completed,
+    tool,
 )
 
 P = Principal("u1", scopes=frozenset({"*"}))

@@ -19,8 +19,17 @@ from concierge import Agent, Runtime
 from concierge.core import Principal, ToolError, ToolTransientError
 from concierge.testing import PaymentService, ScriptedModel, call
 from concierge.tools import (
-    Compensation, RetryPolicy, Saga, SagaStep, SqlLedger, ToolContext, ToolRegistry, TransactionalExecutor, call_api,
-    raise_unless_completed, tool,
+    Compensation,
+    RetryPolicy,
+    Saga,
+    SagaStep,
+    SqlLedger,
+    ToolContext,
+    ToolRegistry,
+    TransactionalExecutor,
+    call_api,
+    raise_unless_completed,
+    tool,
 )
 
 P = Principal("traveller", scopes=frozenset({"payments:write", "seats:write"}))

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-
 from typing import Annotated, Literal
 
 import pytest

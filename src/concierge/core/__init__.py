@@ -17,7 +17,6 @@ from .errors import (
     ToolTransientError,
     ValidationError,
 )
-from .principal import Principal, as_principal
 from .ids import IdFactory, RandomIds, SequentialIds
 from .messages import (
     AssistantMessage,
@@ -30,13 +29,40 @@ from .messages import (
     message_text,
     message_to_dict,
 )
+from .principal import Principal, as_principal
 from .usage import Usage
 
 __all__ = [
-    "AssistantMessage", "Clock", "ConciergeError", "ConfigError", "IdFactory", "LimitExceeded",
-    "ManualClock", "Message", "ModelError", "ModelHTTPError", "ModelUnavailableError", "RandomIds",
-    "SequentialIds", "SessionError", "SystemClock", "SystemMessage", "ToolArgumentsError", "ToolCall",
-    "ToolDefinitionError", "ToolError", "ToolNotFoundError", "ToolOutcomeUnknown", "ToolResultMessage", "ToolTransientError",
-    "Principal", "as_principal", "Usage",
-    "UserMessage", "ValidationError", "message_from_dict", "message_text", "message_to_dict",
+    "AssistantMessage",
+    "Clock",
+    "ConciergeError",
+    "ConfigError",
+    "IdFactory",
+    "LimitExceeded",
+    "ManualClock",
+    "Message",
+    "ModelError",
+    "ModelHTTPError",
+    "ModelUnavailableError",
+    "Principal",
+    "RandomIds",
+    "SequentialIds",
+    "SessionError",
+    "SystemClock",
+    "SystemMessage",
+    "ToolArgumentsError",
+    "ToolCall",
+    "ToolDefinitionError",
+    "ToolError",
+    "ToolNotFoundError",
+    "ToolOutcomeUnknown",
+    "ToolResultMessage",
+    "ToolTransientError",
+    "Usage",
+    "UserMessage",
+    "ValidationError",
+    "as_principal",
+    "message_from_dict",
+    "message_text",
+    "message_to_dict",
 ]

@@ -96,6 +96,6 @@ def prepare_engine(engine: AsyncEngine) -> None:
 def ensure_parent_dir(engine: AsyncEngine) -> None:
     """SQLite creates the file but not its folder."""
     url = engine.url
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        if not url.database.startswith("file:"):
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    database = url.database
+    if url.get_backend_name() == "sqlite" and database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)

@@ -17,8 +17,24 @@ from .pricing import DEFAULT_PRICES, Price, PriceTable
 from .tokens import CallableCounter, EstimatingCounter, TokenCounter, count_messages
 
 __all__ = [
-    "EMBEDDED_MODEL_NAME", "EmbeddedModel", "default_model_path", "tool_call_schema",
-    "DEFAULT_PRICES", "CallableCounter", "ChatModel", "EstimatingCounter", "ModelResponse", "ModelSettings",
-    "Price", "PriceTable", "StreamDone", "StreamEvent", "StreamingFromComplete", "TextDelta", "TokenCounter",
-    "ToolChoice", "ToolSpec", "count_messages",
+    "DEFAULT_PRICES",
+    "EMBEDDED_MODEL_NAME",
+    "CallableCounter",
+    "ChatModel",
+    "EmbeddedModel",
+    "EstimatingCounter",
+    "ModelResponse",
+    "ModelSettings",
+    "Price",
+    "PriceTable",
+    "StreamDone",
+    "StreamEvent",
+    "StreamingFromComplete",
+    "TextDelta",
+    "TokenCounter",
+    "ToolChoice",
+    "ToolSpec",
+    "count_messages",
+    "default_model_path",
+    "tool_call_schema",
 ]

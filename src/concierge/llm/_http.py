@@ -172,8 +172,7 @@ async def _parse_sse(response: httpx.Response) -> AsyncIterator[SSEvent]:
         if line.startswith(":"):
             continue
         name, _, value = line.partition(":")
-        if value.startswith(" "):
-            value = value[1:]
+        value = value.removeprefix(" ")
         if name == "event":
             event = value
         elif name == "data":

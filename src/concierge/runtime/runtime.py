@@ -21,7 +21,7 @@ from ..core.messages import AssistantMessage, ToolCall, ToolResultMessage, UserM
 from ..core.principal import Principal, as_principal
 from ..llm.base import ToolChoice
 from ..llm.tokens import EstimatingCounter, TokenCounter
-from ..tools.confirmation import PendingAction, question, settle_pending
+from ..tools.confirmation import question, settle_pending
 from ..tools.executor import DirectExecutor, ToolExecutor
 from ..tools.outcome import ToolOutcome, error_message
 from ..tools.tool import ToolContext

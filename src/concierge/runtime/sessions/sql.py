@@ -13,7 +13,19 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
-from sqlalchemy import JSON, Column, ForeignKey, Integer, MetaData, String, Table, Text, insert, select, update
+from sqlalchemy import (
+    JSON,
+    Column,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
