@@ -8,12 +8,13 @@ returned is on disk — the ledger's promise depends on that.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
-from sqlalchemy import DateTime, TypeDecorator, event
+from sqlalchemy import DateTime, MetaData, TypeDecorator, event
 from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -99,3 +100,39 @@ def ensure_parent_dir(engine: AsyncEngine) -> None:
     database = url.database
     if url.get_backend_name() == "sqlite" and database and database != ":memory:" and not database.startswith("file:"):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+
+class SqlBacked:
+    """Base of the SQL stores: one async engine, tables created on first use, `from_engine` to share one."""
+
+    metadata: ClassVar[MetaData]
+    what: ClassVar[str] = "database"
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self._setup(open_engine(url, self.what, echo=echo))
+
+    @classmethod
+    def from_engine(cls, engine: AsyncEngine) -> Self:
+        """Use an engine built elsewhere (custom pool, shared with other tables)."""
+        store = cls.__new__(cls)
+        store._setup(engine)
+        return store
+
+    def _setup(self, engine: AsyncEngine) -> None:
+        prepare_engine(engine)
+        self.engine = engine
+        self._schema_ready = False
+        self._schema_lock = asyncio.Lock()
+
+    async def _ensure_schema(self) -> None:
+        if self._schema_ready:
+            return
+        async with self._schema_lock:
+            if not self._schema_ready:
+                ensure_parent_dir(self.engine)
+                async with self.engine.begin() as conn:
+                    await conn.run_sync(self.metadata.create_all)
+                self._schema_ready = True
+
+    async def close(self) -> None:
+        await self.engine.dispose()

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ...core.errors import SessionError, ValidationError
 from ...core.messages import message_from_dict, message_to_dict
-from ...core.sqldb import UTCDateTime, ensure_parent_dir, open_engine, prepare_engine
+from ...core.sqldb import SqlBacked, UTCDateTime
 from .base import Session, TurnCommit, apply_commit
 
 _LOAD_ATTEMPTS = 5
@@ -81,39 +81,18 @@ def _aware(value: datetime) -> datetime:
 _MAX_CONCURRENT_OPERATIONS = 8
 
 
-class SqlSessionStore:
+class SqlSessionStore(SqlBacked):
     """A `SessionStore` on SQLAlchemy's async engine; safe to share between processes."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
-        self._setup(open_engine(url, "session store", echo=echo))
-
-    @classmethod
-    def from_engine(cls, engine: AsyncEngine) -> SqlSessionStore:
-        """Use an engine built elsewhere (custom pool, shared with other tables)."""
-        store = cls.__new__(cls)
-        store._setup(engine)
-        return store
+    metadata = metadata
+    what = "session store"
 
     def _setup(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self._schema_ready = False
-        self._schema_lock = asyncio.Lock()
+        super()._setup(engine)
         # Bursts of turns wait here, in asyncio, rather than timing out in the connection pool.
         self._gate = asyncio.Semaphore(_MAX_CONCURRENT_OPERATIONS)
         # Session has no version field; the version each loaded session was read at lives here.
         self._versions: dict[str, int] = {}
-        prepare_engine(engine)
-
-    async def _ensure_schema(self) -> None:
-        if self._schema_ready:
-            return
-        async with self._schema_lock:
-            if self._schema_ready:
-                return
-            ensure_parent_dir(self.engine)
-            async with self.engine.begin() as conn:
-                await conn.run_sync(metadata.create_all)
-            self._schema_ready = True
 
     async def load(self, session_id: str) -> Session | None:
         await self._ensure_schema()
@@ -226,4 +205,4 @@ class SqlSessionStore:
 
     async def close(self) -> None:
         self._versions.clear()
-        await self.engine.dispose()
+        await super().close()

@@ -6,7 +6,6 @@ the point of the `attempted` row is to be on disk before the call leaves the pro
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import fields
 from typing import Any
 
@@ -26,9 +25,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ...core.sqldb import UTCDateTime, ensure_parent_dir, open_engine, prepare_engine
+from ...core.sqldb import SqlBacked, UTCDateTime
 from .base import UNRESOLVED, AuditRecord, LedgerEntry
 
 metadata = MetaData()
@@ -75,42 +73,20 @@ def _row(entry: LedgerEntry) -> dict[str, Any]:
     return {name: getattr(entry, name) for name in _ENTRY_FIELDS}
 
 
-class SqlLedger:
+class SqlLedger(SqlBacked):
     """A `Ledger` on SQLAlchemy's async engine; share the URL (or engine) of the session store."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
-        self._setup(open_engine(url, "ledger", echo=echo))
-
-    @classmethod
-    def from_engine(cls, engine: AsyncEngine) -> SqlLedger:
-        ledger = cls.__new__(cls)
-        ledger._setup(engine)
-        return ledger
-
-    def _setup(self, engine: AsyncEngine) -> None:
-        prepare_engine(engine)
-        self.engine = engine
-        self._ready = False
-        self._lock = asyncio.Lock()
-
-    async def _schema(self) -> None:
-        if self._ready:
-            return
-        async with self._lock:
-            if not self._ready:
-                ensure_parent_dir(self.engine)
-                async with self.engine.begin() as conn:
-                    await conn.run_sync(metadata.create_all)
-                self._ready = True
+    metadata = metadata
+    what = "ledger"
 
     async def get(self, key: str) -> LedgerEntry | None:
-        await self._schema()
+        await self._ensure_schema()
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(ledger_table).where(ledger_table.c.key == key))).first()
         return None if row is None else LedgerEntry(**row._mapping)
 
     async def claim(self, entry: LedgerEntry, *, over: tuple[str, ...] = ()) -> LedgerEntry | None:
-        await self._schema()
+        await self._ensure_schema()
         try:
             async with self.engine.begin() as conn:
                 await conn.execute(insert(ledger_table).values(**_row(entry)))
@@ -132,13 +108,13 @@ class SqlLedger:
         return holder
 
     async def update(self, entry: LedgerEntry) -> None:
-        await self._schema()
+        await self._ensure_schema()
         values = {k: v for k, v in _row(entry).items() if k != "key"}
         async with self.engine.begin() as conn:
             await conn.execute(update(ledger_table).where(ledger_table.c.key == entry.key).values(**values))
 
     async def _select(self, *conditions: Any) -> list[LedgerEntry]:
-        await self._schema()
+        await self._ensure_schema()
         query = select(ledger_table).where(*conditions).order_by(ledger_table.c.started_at)
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
@@ -153,12 +129,12 @@ class SqlLedger:
     async def mark_surfaced(self, keys: list[str]) -> None:
         if not keys:
             return
-        await self._schema()
+        await self._ensure_schema()
         async with self.engine.begin() as conn:
             await conn.execute(update(ledger_table).where(ledger_table.c.key.in_(keys)).values(surfaced=True))
 
     async def audit(self, record: AuditRecord) -> None:
-        await self._schema()
+        await self._ensure_schema()
         async with self.engine.begin() as conn:
             await conn.execute(insert(audit_table).values(
                 at=record.at, session_id=record.session_id, tool=record.tool, arguments=record.arguments,
@@ -166,11 +142,8 @@ class SqlLedger:
             ))
 
     async def audit_records(self, session_id: str) -> list[AuditRecord]:
-        await self._schema()
+        await self._ensure_schema()
         query = select(audit_table).where(audit_table.c.session_id == session_id).order_by(audit_table.c.id)
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [AuditRecord(**{k: v for k, v in row._mapping.items() if k != "id"}) for row in rows]
-
-    async def close(self) -> None:
-        await self.engine.dispose()
