@@ -1,6 +1,6 @@
-"""The `concierge` command: the offline demo, an interactive chat, and the version.
+"""The `concierge` command: the offline demo, an interactive chat, domain data, and the version.
 
-The only synchronous surface of the platform: each command runs one asyncio loop.
+The only synchronous surface of the platform: each agent command runs one asyncio loop.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.panel import Panel
 
 from ._version import __version__
-from .core.errors import ConciergeError, ConfigError
+from .core.errors import ConciergeError, ConfigError, ValidationError
 from .runtime.result import TurnResult
 from .runtime.runtime import Runtime
 from .settings import Settings, load_settings
@@ -178,6 +178,51 @@ def chat(config: ConfigOption = None, session: SessionOption = None) -> None:
         asyncio.run(_chat(settings, session or f"chat-{uuid.uuid4().hex[:8]}"))
     except ConciergeError as exc:
         raise _fail(exc) from None
+
+
+domain_app = typer.Typer(no_args_is_help=True, help="Reference business domains: generate their data.")
+app.add_typer(domain_app, name="domain")
+
+
+@domain_app.command("generate")
+def domain_generate(
+    domain: Annotated[str, typer.Argument(help="The domain to generate: retail.")],
+    users: Annotated[int, typer.Option(help="Number of customers.")] = 500,
+    orders: Annotated[int, typer.Option(help="Number of orders, spread over the customers.")] = 1000,
+    seed: Annotated[int, typer.Option(help="The same seed always gives the same store.")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Folder to write (default: ./stores/<domain>-<seed>).")] = None,
+) -> None:
+    """Write a generated store (db.json and policy.md) in tau2-bench's format."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .domains.retail.generator import check_arguments, generate_store, write_store
+
+    started = time.perf_counter()
+    try:
+        if domain != "retail":
+            raise ValidationError(f"unknown domain {domain!r}", hint="the domains that can be generated: retail")
+        check_arguments(users=users, orders=orders, seed=seed)
+        folder = out or Path("stores") / f"{domain}-{seed}"
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=True) as bar:
+            task = bar.add_task("users and orders", total=users + orders)
+            db = generate_store(users=users, orders=orders, seed=seed,
+                                progress=lambda done: bar.update(task, completed=done))
+        with console.status(f"writing {folder / 'db.json'}…"):
+            path = write_store(db, folder)
+    except ConciergeError as exc:
+        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        raise typer.Exit(2 if isinstance(exc, ConfigError | ValidationError) else 1) from None
+    except OSError as exc:
+        console.print(f"[bold red]error:[/] cannot write the store: {exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    variants = sum(len(product["variants"]) for product in db["products"].values())
+    console.print(
+        f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {len(db['products'])} products "
+        f"({variants} variants), {len(db['users'])} users, {len(db['orders'])} orders, seed {seed}, "
+        f"in {time.perf_counter() - started:.1f} s",
+        soft_wrap=True,
+    )
 
 
 def main() -> None:
