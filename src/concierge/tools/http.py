@@ -19,9 +19,13 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 async def call_api(client: httpx.AsyncClient, method: str, url: str, context: ToolContext | None = None,
-                   *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
-    """Send one request (no retries here: the executor decides) and return the decoded JSON body."""
-    headers = {}
+                   *, json: Any = None, params: dict[str, Any] | None = None,
+                   headers: dict[str, str] | None = None) -> Any:
+    """Send one request (no retries here: the executor decides) and return the decoded JSON body.
+
+    A refusal raises `ToolError` carrying the API's own message, so the model (and a comparison
+    with a reference system) sees the rule exactly as the API states it."""
+    headers = dict(headers or {})
     if context is not None and context.idempotency_key is not None:
         headers["Idempotency-Key"] = context.idempotency_key
     try:
@@ -35,15 +39,19 @@ async def call_api(client: httpx.AsyncClient, method: str, url: str, context: To
     if response.status_code >= 500 or response.status_code == 409:
         raise ToolOutcomeUnknown(f"{method} {url} answered {response.status_code}; the effect is unknown")
     if response.status_code >= 400:
-        raise ToolError(f"{method} {url} refused: {_message(response)}")
+        raise ToolError(_message(response))
     return response.json() if response.content else None
 
 
 def _message(response: httpx.Response) -> str:
+    """`{"error": {"message": ...}}`, `{"error": "..."}`, `{"detail": ...}` or the raw text."""
     try:
         body = response.json()
     except ValueError:
-        return response.text[:300] or str(response.status_code)
-    if isinstance(body, dict):
-        return str(body.get("error") or body.get("detail") or body)[:300]
-    return str(body)[:300]
+        return response.text[:300] or f"HTTP {response.status_code}"
+    if not isinstance(body, dict):
+        return str(body)[:300]
+    error = body.get("error")
+    if isinstance(error, dict) and "message" in error:
+        return str(error["message"])
+    return str(error or body.get("detail") or body)[:300]

@@ -14,14 +14,13 @@ from urllib.parse import quote
 
 import httpx
 
-from concierge.core.errors import ToolError, ToolOutcomeUnknown, ToolTransientError
-from concierge.tools.tool import Tool, ToolContext, make_tool
-
+from ...core.errors import ToolError
+from ...tools.http import call_api
+from ...tools.tool import Tool, ToolContext, make_tool
 from .calculator import calculate as _calculate
 
 USER_STATE_KEY = "retail.user_id"
 WRITE_SCOPES: tuple[str, ...] = ("retail:write",)
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 def _acting_user(context: ToolContext | None) -> str:
@@ -31,40 +30,11 @@ def _acting_user(context: ToolContext | None) -> str:
     return str(user_id)
 
 
-def _refusal(response: httpx.Response) -> str:
-    """The store's message for a refused request (tau2's wording), whatever the body's shape."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:300] or f"HTTP {response.status_code}"
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict) and "message" in error:
-        return str(error["message"])
-    return str(error or body)[:300]
-
-
 async def _request(client: httpx.AsyncClient, method: str, path: str, context: ToolContext | None, *,
                    acting: bool = True, body: Any = None, params: dict[str, str] | None = None) -> Any:
-    """One call to the store; failures are classified by whether the effect may have happened."""
-    headers: dict[str, str] = {}
-    if acting:
-        headers["X-Acting-User"] = _acting_user(context)
-    if context is not None and context.idempotency_key is not None:
-        headers["Idempotency-Key"] = context.idempotency_key
-    try:
-        response = await client.request(method, path, json=body, params=params, headers=headers)
-    except _NOT_SENT as exc:
-        raise ToolTransientError(f"could not reach the store: {type(exc).__name__}") from exc
-    except httpx.TransportError as exc:
-        raise ToolOutcomeUnknown(
-            f"{method} {path} broke off ({type(exc).__name__}); the effect is unknown") from exc
-    if response.status_code == 429:
-        raise ToolTransientError("the store is rate limiting; try again shortly")
-    if response.status_code >= 500:
-        raise ToolOutcomeUnknown(f"{method} {path} answered {response.status_code}; the effect is unknown")
-    if response.status_code >= 400:
-        raise ToolError(_refusal(response))
-    return response.json()
+    """One call to the store, as the signed-in customer (never an id the model passed)."""
+    headers = {"X-Acting-User": _acting_user(context)} if acting else {}
+    return await call_api(client, method, path, context, json=body, params=params, headers=headers)
 
 
 def _order(order_id: str) -> str:
