@@ -38,8 +38,7 @@ def runtime_for(engine, script) -> tuple[Runtime, InMemoryLedger, httpx.AsyncCli
     return Runtime(agent, executor=TransactionalExecutor(ledger)), ledger, client
 
 
-def test_the_store_policy_is_data_loaded_into_the_instructions(store):
-    db, engine = store
+def test_the_store_policy_is_data_loaded_into_the_instructions():
     client = httpx.AsyncClient(base_url="http://unused")
     agent = make_retail_agent(ScriptedModel(["hi"]), client)
     assert agent.instructions == store_policy() and "no longer needed" in agent.instructions
@@ -73,7 +72,7 @@ async def test_another_customers_order_is_refused_by_the_store_even_when_confirm
     mine_user = orders[0][1]
     theirs = next(oid for oid, user in orders if user["user_id"] != mine_user["user_id"])
     before = export_db(engine)
-    runtime, ledger, client = runtime_for(engine, [
+    runtime, _, client = runtime_for(engine, [
         call("find_user_id_by_email", email=mine_user["email"]),
         call("cancel_pending_order", order_id=theirs, reason="ordered by mistake"),
         "Done, it is cancelled!",

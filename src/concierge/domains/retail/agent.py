@@ -17,6 +17,7 @@ from ...runtime.agent import Agent, Limits
 from .store.tau2_io import read_policy
 from .tools import WRITE_SCOPES, retail_tools
 
+
 def store_policy(folder: Path | None = None) -> str:
     """The policy in `folder` (a tau2-format domain folder), else concierge's own store policy."""
     if folder is not None:
