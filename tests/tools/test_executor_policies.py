@@ -181,3 +181,25 @@ async def test_recovery_settles_crash_leftovers_and_tells_the_user_once():
     assert len(notices) == 3 and any("could not be confirmed" in n for n in notices)
     assert await executor.notices("s1") == []  # told once
     assert await executor.recover(registry) == []  # once per process
+
+
+async def test_recovery_acts_for_the_same_customer_through_declared_state_keys():
+    from concierge.testing.faults import CrashingLedger, SimulatedCrash
+
+    seen: list[str | None] = []
+
+    def refund(amount: int, context: ToolContext) -> dict:
+        seen.append(context.state.get("customer"))
+        return {"refunded": amount}
+
+    t = tool(effect="write", confirm=False, idempotent=True, name="refund", state_keys=["customer"])(refund)
+    ledger = InMemoryLedger()
+    crashing = CrashingLedger(ledger)
+    crashing.arm()
+    with pytest.raises(SimulatedCrash):
+        await TransactionalExecutor(crashing, sleep=no_sleep).execute(
+            t, ToolCall("c1", "refund", {"amount": 5}), ToolContext("s1", P, {"customer": "u-7", "other": 1}))
+    entry = (await ledger.entries("s1"))[0]
+    assert entry.status == "attempted" and entry.state == {"customer": "u-7"}  # only what it declared
+    settled = await TransactionalExecutor(ledger, sleep=no_sleep).recover(ToolRegistry([t]))
+    assert [e.status for e in settled] == ["succeeded"] and seen == ["u-7", "u-7"]

@@ -65,8 +65,9 @@ class Ledgered:
             return await self.inner.execute(tool, call, context)
         key = idempotency_key(context, tool.name, call.arguments)
         context = dataclasses.replace(context, idempotency_key=key)
+        kept = {k: context.state[k] for k in tool.state_keys if k in context.state}
         fresh = LedgerEntry(key, context.session_id, tool.name, call.arguments, context.principal.to_dict(),
-                            "attempted", self.clock.now())
+                            "attempted", self.clock.now(), state=kept)
         entry = await self.ledger.claim(fresh)  # a new key (the common case) costs one insert
         uncertain = False  # an earlier attempt may have acted and nothing has ruled it out
         if entry is not None:

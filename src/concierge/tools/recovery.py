@@ -49,7 +49,8 @@ async def _settle(entry: LedgerEntry, registry: ToolRegistry, sender: ToolExecut
         return entry.finish("unknown", clock.now(), error=entry.error, note=NOTE_UNKNOWN, surfaced=False)
     principal = Principal(user_id=entry.principal["user_id"], tenant=entry.principal["tenant"],
                           role=entry.principal["role"], scopes=frozenset(entry.principal["scopes"]))
-    context = ToolContext(entry.session_id, principal, {}, idempotency_key=entry.key, executor=executor)
+    context = ToolContext(entry.session_id, principal, dict(entry.state), idempotency_key=entry.key,
+                          executor=executor)
     happened, found = await run_lookup(tool, entry.arguments, context)
     if happened is True:
         return entry.finish("succeeded", clock.now(), result=found, note=NOTE_CONFIRMED, surfaced=False)

@@ -89,6 +89,9 @@ class Tool:
     confirm: bool | None = None
     # Calls to the same downstream share one circuit breaker; defaults to the tool's name.
     downstream: str | None = None
+    # Session-state entries the tool acts on (e.g. the authenticated customer id): kept with its
+    # ledger entry, so crash recovery can re-run the call as the same customer.
+    state_keys: tuple[str, ...] = ()
 
     @property
     def writes(self) -> bool:
@@ -183,6 +186,7 @@ def make_tool(
     requires: Sequence[Any] = (),
     confirm: bool | None = None,
     downstream: str | None = None,
+    state_keys: Sequence[str] = (),
 ) -> Tool:
     tool_name = name or getattr(fn, "__name__", None)
     if tool_name is None:
@@ -251,6 +255,7 @@ def make_tool(
         requires=tuple(requires),
         confirm=confirm,
         downstream=downstream,
+        state_keys=tuple(state_keys),
     )
 
 

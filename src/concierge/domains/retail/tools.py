@@ -245,7 +245,8 @@ def retail_tools(client: httpx.AsyncClient, *, confirm: bool = True) -> list[Too
               exchange_delivered_order_items]
     return [
         *(make_tool(fn, effect="read") for fn in reads),
-        *(make_tool(fn, effect="write", scopes=WRITE_SCOPES, idempotent=True, confirm=confirm)
+        *(make_tool(fn, effect="write", scopes=WRITE_SCOPES, idempotent=True, confirm=confirm,
+                    state_keys=(USER_STATE_KEY,))
           for fn in writes),
         make_tool(calculate, effect="read"),
         make_tool(transfer_to_human_agents, effect="read"),

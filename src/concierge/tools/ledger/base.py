@@ -35,6 +35,8 @@ class LedgerEntry:
     # What start-up reconciliation (or a person) concluded; shown to the user once.
     note: str | None = None
     surfaced: bool = True
+    # The session-state entries the tool declared it acts on (`Tool.state_keys`), for recovery.
+    state: dict[str, Any] = field(default_factory=dict)
 
     def finish(self, status: LedgerStatus, at: datetime, *, result: Any = None, error: str | None = None,
                attempts: int | None = None, note: str | None = None, surfaced: bool | None = None) -> LedgerEntry:

@@ -48,6 +48,7 @@ ledger_table = Table(
     Column("duration_ms", Float, nullable=True),
     Column("note", Text, nullable=True),
     Column("surfaced", Boolean, nullable=False),
+    Column("state", JSON, nullable=False),
     Index("ix_tool_ledger_session", "session_id"),
     Index("ix_tool_ledger_status", "status"),
 )
