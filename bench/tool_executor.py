@@ -35,10 +35,8 @@ import argparse
 import asyncio
 import datetime
 import json
-import math
 import os
 import platform
-import shlex
 import shutil
 import sqlite3
 import sys
@@ -47,6 +45,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+from benchkit import command_line, cpu_model, filesystem, fmt_us, log, summarise, versions
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_MD = REPO / "bench" / "results" / "tool_executor.md"
@@ -63,33 +63,9 @@ FLOOR_SQLITE = "floor: one SQLite durable commit"
 FSYNC_PAYLOAD = b"x" * 100
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 # --------------------------------------------------------------------------------------
 # Statistics
 # --------------------------------------------------------------------------------------
-
-
-def percentile(sorted_ns: list[int], q: float) -> float:
-    """Nearest-rank percentile of already sorted samples."""
-    rank = max(1, math.ceil(q / 100 * len(sorted_ns)))
-    return float(sorted_ns[rank - 1])
-
-
-def summarise(label: str, samples_ns: list[int], note: str = "") -> dict[str, Any]:
-    s = sorted(samples_ns)
-    return {
-        "row": label,
-        "n": len(s),
-        "p50_us": percentile(s, 50) / 1000,
-        "p99_us": percentile(s, 99) / 1000,
-        "mean_us": sum(s) / len(s) / 1000,
-        "min_us": s[0] / 1000,
-        "max_us": s[-1] / 1000,
-        "note": note,
-    }
 
 
 # --------------------------------------------------------------------------------------
@@ -264,47 +240,6 @@ def measure_floors(folder: Path, n: int, warmup: int) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
-def filesystem(path: Path) -> str:
-    """The mount (device and type) holding `path`, from /proc/mounts; '?' elsewhere."""
-    best, found = "", "?"
-    try:
-        with open("/proc/mounts") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 3 and str(path).startswith(parts[1]) and len(parts[1]) >= len(best):
-                    best, found = parts[1], f"{parts[2]} on {parts[0]}"
-    except OSError:
-        pass
-    return found
-
-
-def command_line() -> str:
-    exe = Path(sys.executable)
-    cwd = Path.cwd()
-    exe_s = os.path.relpath(exe, cwd) if exe.is_relative_to(cwd) else str(exe)
-    return f"{exe_s} {' '.join(shlex.quote(a) for a in sys.argv)}"
-
-
-def versions() -> dict[str, str | None]:
-    import importlib.metadata
-
-    out: dict[str, str | None] = {"python": platform.python_version(), "sqlite": sqlite3.sqlite_version}
-    for package in ("concierge", "sqlalchemy", "aiosqlite"):
-        try:
-            out[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            out[package] = None
-    return out
-
-
 # --------------------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------------------
@@ -334,10 +269,6 @@ def ratio_lines(meta: dict[str, Any]) -> list[str]:
          f"({d['write_sqlite_p50_minus_two_commits_us']:,.0f} µs at p50 beyond two stdlib commits) is the "
          "per-statement round trips through SQLAlchemy and aiosqlite's worker thread."),
     ]
-
-
-def fmt_us(x: float) -> str:
-    return f"{x:,.1f}" if abs(x) < 100 else f"{x:,.0f}"
 
 
 def table_cells(r: dict[str, Any]) -> list[str]:
@@ -481,7 +412,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "load_average": load_average,
         "filesystem": filesystem(folder),
-        "versions": versions(),
+        "versions": versions(("concierge", "sqlalchemy", "aiosqlite")),
         "command": command_line(),
         "n": n,
         "warmup": warmup,
