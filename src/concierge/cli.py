@@ -10,18 +10,23 @@ import json
 import time
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
+import httpx
 import typer
 from rich.console import Console
 from rich.panel import Panel
 
 from ._version import __version__
 from .core.errors import ConciergeError, ConfigError, ValidationError
+from .core.principal import Principal
 from .runtime.result import TurnResult
 from .runtime.runtime import Runtime
 from .settings import Settings, load_settings
 from .tools.outcome import error_message
+
+if TYPE_CHECKING:
+    from .domains.retail.demo import DemoCustomer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="concierge: customer-service agents that act.")
 console = Console(highlight=False)
@@ -30,6 +35,7 @@ ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="Path of a concierge.toml (default: ./concierge.toml if present).")
 ]
 SessionOption = Annotated[str | None, typer.Option("--session", "-s", help="Session id to start or continue.")]
+SeedOption = Annotated[int, typer.Option("--seed", min=0, help="Which generated demo store to use.")]
 
 
 def _version(value: bool) -> None:
@@ -52,9 +58,13 @@ def _fail(exc: ConciergeError) -> typer.Exit:
     return typer.Exit(2 if isinstance(exc, ConfigError) else 1)
 
 
-def _runtime(settings: Settings) -> Runtime:
-    """The demo shop's agent, with the demo's own limits unless the settings name some."""
-    from .domains.demo import DemoShop, make_demo_agent
+STORES = Path(".concierge/stores")
+CUSTOMER_SCOPES = frozenset({"retail:write"})
+
+
+def _runtime(settings: Settings, client: httpx.AsyncClient) -> Runtime:
+    """The retail agent over `client`, with its own limits unless the settings name some."""
+    from .domains.retail.agent import make_retail_agent
     from .factory import (
         build_executor,
         build_limits,
@@ -67,7 +77,7 @@ def _runtime(settings: Settings) -> Runtime:
     limits = build_limits(settings) if settings.limits.model_fields_set else None
     model_settings = build_model_settings(settings) if {"temperature", "max_tokens"} & settings.model.model_fields_set \
         else None
-    agent = make_demo_agent(build_model(settings), DemoShop(), limits=limits, model_settings=model_settings)
+    agent = make_retail_agent(build_model(settings), client, limits=limits, model_settings=model_settings)
     return Runtime(agent, store=build_store(settings), executor=build_executor(settings),
                    tracer=build_tracer(settings))
 
@@ -84,7 +94,9 @@ def _print_turn(user_text: str, result: TurnResult, seconds: float) -> None:
         if step.kind != "tool":
             continue
         args = json.dumps(step.arguments, ensure_ascii=False)
-        if step.error:
+        if any(p.tool == step.name and p.arguments == step.arguments for p in result.pending_actions):
+            console.print(f"  [cyan]⏸ {step.name}({args}) waits for the customer's yes[/]")
+        elif step.error:
             console.print(f"  [yellow]⚙ {step.name}({args}) ✗ {error_message(step.error)[:160]}[/]")
         else:
             console.print(f"  [green]⚙ {step.name}({args}) → {step.result_summary[:160]}[/]")
@@ -98,55 +110,108 @@ def _print_turn(user_text: str, result: TurnResult, seconds: float) -> None:
     )
 
 
-async def _demo(settings: Settings, session_id: str) -> int:
-    from .domains.demo import DEMO_CONVERSATION
+async def _demo(settings: Settings, session_id: str, seed: int) -> int:
+    from .domains.retail.demo import demo_customer, open_demo_store, order_status, store_client
 
-    runtime = _runtime(settings)
+    with console.status("opening the generated store…"):
+        engine = open_demo_store(STORES, seed=seed)
+        customer = demo_customer(engine)
+    client = store_client(engine)
+    runtime = _runtime(settings, client)
     model_name = runtime.agent.model.name
+    conversation = customer.conversation()
     console.print(Panel.fit(
-        f"model: [bold]{model_name}[/] ({settings.model.provider}, offline)\n"
-        f"sessions: {settings.sessions.url}\nsession: {session_id}",
-        title="concierge demo: a customer talks to the demo shop's agent",
+        f"model: [bold]{model_name}[/] ({settings.model.provider})\n"
+        f"store: {engine.url.database} (generated, seed {seed}), served in-process over HTTP\n"
+        f"customer: {customer.user_id}, order {customer.order_id} is "
+        f"{order_status(engine, customer.order_id)}\n"
+        f"sessions and tool ledger: {settings.sessions.url}\nsession: {session_id}",
+        title="concierge demo: a customer asks the retail agent to cancel an order",
     ))
-    executed = failed = handoffs = 0
     try:
-        for number, text in enumerate(DEMO_CONVERSATION):
-            started = time.perf_counter()
-            status = "loading the model and thinking…" if number == 0 else "thinking…"
-            with console.status(status):
-                result = await runtime.turn(session_id, text, principal="demo-customer")
-            _print_turn(text, result, time.perf_counter() - started)
-            executed += sum(1 for s in result.tool_calls if not s.error)
-            failed += sum(1 for s in result.tool_calls if s.error)
-            handoffs += result.handed_off
+        executed, failed = await _converse(runtime, session_id, conversation)
     finally:
         await runtime.store.close()
         await _close_ledger(runtime)
+        await client.aclose()
+    final = order_status(engine, customer.order_id)
+    engine.dispose()
     console.print(
-        f"[bold]{len(DEMO_CONVERSATION)} turns: {executed} tool calls succeeded, {failed} failed, "
-        f"{handoffs} hand-offs.[/] Every word above came from {model_name}; the tool results came from the "
-        "demo shop. A 135M-parameter model is weak: point model.provider at a larger model for quality."
+        f"[bold]{len(conversation)} turns: {executed} tool calls succeeded, {failed} failed; "
+        f"order {customer.order_id} is now {final}.[/] Every word above came from {model_name}; tool "
+        "results come from the store's API, and no change runs before the customer's explicit yes.\n"
     )
-    if executed + failed == 0:
-        console.print("[bold red]No tool call was executed in this demo run.[/]")
-        return 1
+    if settings.model.provider == "embedded":
+        console.print(
+            "[dim]The embedded model has 135M parameters: it runs anywhere, but rarely picks the right "
+            "tool on a 16-tool store. Point model.provider at a larger model to see the agent finish "
+            "the job; below, a scripted planner shows the path it should take.[/]\n"
+        )
+    await _walkthrough(customer, seed)
     return 0
 
 
+async def _converse(runtime: Runtime, session_id: str, conversation: list[str]) -> tuple[int, int]:
+    """Play the customer's turns; (tool calls that succeeded, that failed)."""
+    principal = Principal("demo-customer", scopes=CUSTOMER_SCOPES)
+    executed = failed = 0
+    for number, text in enumerate(conversation):
+        started = time.perf_counter()
+        with console.status("loading the model and thinking…" if number == 0 else "thinking…"):
+            result = await runtime.turn(session_id, text, principal=principal)
+        _print_turn(text, result, time.perf_counter() - started)
+        executed += sum(1 for s in result.tool_calls if not s.error)
+        failed += sum(1 for s in result.tool_calls if s.error)
+    return executed, failed
+
+
+async def _walkthrough(customer: DemoCustomer, seed: int) -> None:
+    """The same conversation with a scripted planner, on an in-memory copy of the store."""
+    from .domains.retail.agent import make_retail_agent
+    from .domains.retail.demo import order_status, store_client, walkthrough_store
+    from .tools import InMemoryLedger, TransactionalExecutor
+
+    engine = walkthrough_store(seed)
+    client = store_client(engine)
+    ledger = InMemoryLedger()
+    runtime = Runtime(make_retail_agent(customer.walkthrough_model(), client),
+                      executor=TransactionalExecutor(ledger))
+    console.print(Panel.fit(
+        "the same customer, with a scripted planner (concierge.testing.ScriptedModel) in place of the model;\n"
+        "the store, its API, the confirmation gate and the tool ledger are the real ones (an in-memory copy)",
+        title="walkthrough: the path a capable model takes",
+    ))
+    try:
+        await _converse(runtime, "walkthrough", customer.conversation())
+        entries = await ledger.entries("walkthrough")
+    finally:
+        await client.aclose()
+    writes = ", ".join(f"{e.tool} {e.status} (key {e.key[:12]}…)" for e in entries) or "none"
+    console.print(f"[bold]ledger:[/] {writes}; order {customer.order_id} is now "
+                  f"{order_status(engine, customer.order_id)} in the copy.")
+    engine.dispose()
+
+
 @app.command()
-def demo(config: ConfigOption = None, session: SessionOption = None) -> None:
-    """Run the offline demo: a scripted customer, the real model, real tool calls."""
+def demo(config: ConfigOption = None, session: SessionOption = None, seed: SeedOption = 0) -> None:
+    """Run the offline demo: a scripted customer, the real model, the retail store's real API."""
     try:
         settings = load_settings(config)
-        code = asyncio.run(_demo(settings, session or f"demo-{uuid.uuid4().hex[:8]}"))
+        code = asyncio.run(_demo(settings, session or f"demo-{uuid.uuid4().hex[:8]}", seed))
     except ConciergeError as exc:
         raise _fail(exc) from None
     raise typer.Exit(code)
 
 
-async def _chat(settings: Settings, session_id: str) -> None:
-    runtime = _runtime(settings)
-    console.print(f"[dim]session {session_id} · model {runtime.agent.model.name} · type 'exit' to leave[/]")
+async def _chat(settings: Settings, session_id: str, seed: int) -> None:
+    from .domains.retail.demo import demo_customer, open_demo_store, store_client
+
+    engine = open_demo_store(STORES, seed=seed)
+    customer = demo_customer(engine)
+    client = store_client(engine)
+    runtime = _runtime(settings, client)
+    console.print(f"[dim]session {session_id} · model {runtime.agent.model.name} · store {engine.url.database} · "
+                  f"try: my email is {customer.email}, cancel {customer.order_id} · type 'exit' to leave[/]")
     try:
         while True:
             try:
@@ -159,7 +224,7 @@ async def _chat(settings: Settings, session_id: str) -> None:
                 continue
             started = time.perf_counter()
             with console.status("thinking…"):
-                result = await runtime.turn(session_id, text, principal="cli-user")
+                result = await runtime.turn(session_id, text, principal=Principal("cli-user", scopes=CUSTOMER_SCOPES))
             for step in result.tool_calls:
                 mark = "✗" if step.error else "→"
                 text_out = error_message(step.error) if step.error else step.result_summary
@@ -168,14 +233,16 @@ async def _chat(settings: Settings, session_id: str) -> None:
     finally:
         await runtime.store.close()
         await _close_ledger(runtime)
+        await client.aclose()
+        engine.dispose()
 
 
 @app.command()
-def chat(config: ConfigOption = None, session: SessionOption = None) -> None:
-    """Talk to the demo shop's agent; `--session` continues an earlier conversation."""
+def chat(config: ConfigOption = None, session: SessionOption = None, seed: SeedOption = 0) -> None:
+    """Talk to the retail agent as a customer of the demo store; `--session` continues a conversation."""
     try:
         settings = load_settings(config)
-        asyncio.run(_chat(settings, session or f"chat-{uuid.uuid4().hex[:8]}"))
+        asyncio.run(_chat(settings, session or f"chat-{uuid.uuid4().hex[:8]}", seed))
     except ConciergeError as exc:
         raise _fail(exc) from None
 

@@ -200,14 +200,18 @@ class _Tally:
 
 
 class EmbeddedModel:
-    """SmolLM2-135M-Instruct behind the `ChatModel` protocol; loads lazily, runs one call at a time."""
+    """SmolLM2-135M-Instruct behind the `ChatModel` protocol; loads lazily, runs one call at a time.
+
+    `n_ctx` defaults to the 8,192 tokens SmolLM2 was trained on: a real policy plus a dozen tool
+    schemas is ~3,500 tokens before the conversation starts (the KV cache is ~190 MB at 8k).
+    """
 
     name = MODEL_NAME
 
     def __init__(
         self,
         model_path: str | Path | None = None,
-        n_ctx: int = 2048,
+        n_ctx: int = 8192,
         n_threads: int | None = None,
         seed: int = 0,
         verbose: bool = False,
