@@ -6,8 +6,10 @@ import pytest
 
 from concierge import Agent, Runtime
 from concierge.core import Principal
+from concierge.core.errors import ToolError, ValidationError
 from concierge.testing import ScriptedModel, call
 from concierge.tools import InMemoryLedger, Requires, TransactionalExecutor, classify_reply, tool
+from concierge.tools.tool import CUSTOMER_KEY, ToolContext
 
 REFUNDS: list[tuple[str, int]] = []
 CANCELLED: set[str] = set()
@@ -139,3 +141,25 @@ async def test_refund_is_never_called_when_its_precondition_failed():
 ])
 def test_reply_classification_is_strict(text, expected):
     assert classify_reply(text) == expected
+
+
+def test_an_identity_check_binds_the_session_to_one_customer():
+    state: dict = {}
+    context = ToolContext("s", Principal("web-visitor"), state)
+    assert context.customer_id is None
+    context.bind_customer("ann_1")
+    assert context.customer_id == "ann_1" and state[CUSTOMER_KEY] == "ann_1"
+    assert ToolContext("s", Principal("web-visitor"), state).customer_id == "ann_1"  # later calls act as Ann
+    context.bind_customer("ann_1")  # the same customer again is fine
+    with pytest.raises(ToolError, match="already verified as customer ann_1"):
+        context.bind_customer("bob_2")
+    assert state[CUSTOMER_KEY] == "ann_1"
+
+
+def test_a_logged_in_customer_stays_who_they_logged_in_as():
+    context = ToolContext("s", Principal("web-user", customer_id="ann_1"), {CUSTOMER_KEY: "bob_2"})
+    assert context.customer_id == "ann_1"
+    with pytest.raises(ToolError):
+        context.bind_customer("bob_2")
+    with pytest.raises(ValidationError, match="customer_id"):
+        Principal("web-user", customer_id=" ")

@@ -48,7 +48,8 @@ async def _settle(entry: LedgerEntry, registry: ToolRegistry, sender: ToolExecut
     except ToolNotFoundError:
         return entry.finish("unknown", clock.now(), error=entry.error, note=NOTE_UNKNOWN, surfaced=False)
     principal = Principal(user_id=entry.principal["user_id"], tenant=entry.principal["tenant"],
-                          role=entry.principal["role"], scopes=frozenset(entry.principal["scopes"]))
+                          role=entry.principal["role"], scopes=frozenset(entry.principal["scopes"]),
+                          customer_id=entry.principal.get("customer_id"))
     context = ToolContext(entry.session_id, principal, dict(entry.state), idempotency_key=entry.key,
                           executor=executor)
     happened, found = await run_lookup(tool, entry.arguments, context)

@@ -16,7 +16,7 @@ from typing import Any, Literal, get_type_hints, overload
 
 import pydantic
 
-from ..core.errors import ToolArgumentsError, ToolDefinitionError
+from ..core.errors import ToolArgumentsError, ToolDefinitionError, ToolError
 from ..core.principal import Principal, as_principal
 from ..llm.base import ToolSpec
 from .retry import RetryPolicy
@@ -26,6 +26,8 @@ _ARGS_HEADER_RE = re.compile(r"^\s*(Args|Arguments|Parameters):\s*$")
 _ARG_LINE_RE = re.compile(r"^\s+(\w+)\s*(\([^)]*\))?\s*:\s*(.+)$")
 
 Effect = Literal["read", "write", "irreversible"]
+# Session-state key of the customer an identity check bound the session to (see `ToolContext.bind_customer`).
+CUSTOMER_KEY = "principal.customer_id"
 EFFECTS: tuple[str, ...] = ("read", "write", "irreversible")
 
 
@@ -48,8 +50,32 @@ class ToolContext:
     executor: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.principal, Principal):
-            object.__setattr__(self, "principal", as_principal(self.principal))
+        principal = self.principal if isinstance(self.principal, Principal) else as_principal(self.principal)
+        if principal.customer_id is None:  # a logged-in customer stays who they logged in as
+            principal = principal.acting_for(self.state.get(CUSTOMER_KEY))
+        object.__setattr__(self, "principal", principal)
+
+    @property
+    def customer_id(self) -> str | None:
+        """The customer this session acts for: from authentication, or bound by an identity check."""
+        return self.principal.customer_id
+
+    def bind_customer(self, customer_id: str) -> None:
+        """Record that the customer proved to be `customer_id`; later calls in the session act as them.
+
+        Kept in the session state (so it survives restarts and is in the ledger for recovery). A
+        session already bound to someone else is refused: one conversation, one customer.
+        """
+        if not isinstance(customer_id, str) or not customer_id.strip():
+            raise ToolError("the identity check returned no customer id")
+        bound = self.principal.customer_id
+        if bound is not None and bound != customer_id:
+            raise ToolError(
+                f"this conversation is already verified as customer {bound}; "
+                "a different customer must start a new conversation"
+            )
+        self.state[CUSTOMER_KEY] = customer_id
+        object.__setattr__(self, "principal", self.principal.acting_for(customer_id))
 
 
 @dataclass(frozen=True, slots=True)

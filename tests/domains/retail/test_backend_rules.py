@@ -18,12 +18,12 @@ from concierge.core.messages import ToolCall
 from concierge.core.principal import Principal
 from concierge.domains.retail import canonical_hash, create_schema, create_store_engine, export_db, import_db
 from concierge.domains.retail.backend import create_app
-from concierge.domains.retail.tools import USER_STATE_KEY, retail_tools
+from concierge.domains.retail.tools import retail_tools
 from concierge.testing.services import ServiceProcess
 from concierge.tools.ledger.memory import InMemoryLedger
 from concierge.tools.outcome import error_message
 from concierge.tools.pipeline import TransactionalExecutor
-from concierge.tools.tool import ToolContext
+from concierge.tools.tool import CUSTOMER_KEY, ToolContext
 
 Json = dict[str, Any]
 ANN, BO = "ann_1", "bo_2"
@@ -286,7 +286,9 @@ async def test_tools_identify_the_customer_and_act_as_them(client: httpx.AsyncCl
     assert refused.error is not None and "Identify the customer first" in error_message(refused.error)
     found = await call("find_user_id_by_name_zip", first_name="ANN", last_name="lee", zip="78701")
     assert found.value == ANN
-    assert state[USER_STATE_KEY] == ANN
+    assert state[CUSTOMER_KEY] == ANN
+    switched = await call("find_user_id_by_email", email="bo@example.com")  # one conversation, one customer
+    assert "already verified as customer" in error_message(switched.error or "") and state[CUSTOMER_KEY] == ANN
     other = await call("cancel_pending_order", order_id="#W3", reason="no longer needed")
     assert other.error is not None and error_message(other.error) == "This order belongs to another customer"
     done = await call("cancel_pending_order", order_id="#W1", reason="no longer needed")

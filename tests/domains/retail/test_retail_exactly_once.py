@@ -27,10 +27,11 @@ from concierge.core import Principal, ToolCall
 from concierge.domains.retail.backend.idempotency import idempotency_keys
 from concierge.domains.retail.generator import generate_store
 from concierge.domains.retail.store import create_schema, create_store_engine, export_db, import_db
-from concierge.domains.retail.tools import USER_STATE_KEY, retail_tools
+from concierge.domains.retail.tools import retail_tools
 from concierge.testing.faults import CrashingLedger, SimulatedCrash
 from concierge.testing.services import ServiceProcess
 from concierge.tools import SqlLedger, ToolContext, ToolRegistry, TransactionalExecutor
+from concierge.tools.tool import CUSTOMER_KEY
 
 BACKEND_MODULE = "concierge.domains.retail.backend"
 PRINCIPAL = Principal("web-session", scopes=frozenset({"retail:write"}))
@@ -208,7 +209,7 @@ async def _run(store: Store, tmp_path, action: str, fault: Fault, plan: dict[str
     client = httpx.AsyncClient(transport=transport, base_url=store.backend.url, timeout=10.0)
     registry = ToolRegistry(retail_tools(client, confirm=False))
     tool = registry.get(action)
-    context = ToolContext(session, PRINCIPAL, {USER_STATE_KEY: plan["user_id"]})
+    context = ToolContext(session, PRINCIPAL, {CUSTOMER_KEY: plan["user_id"]})
     settled: list[Any] = []
     try:
         if fault is Fault.CRASH:

@@ -23,7 +23,7 @@ from concierge.core.messages import ToolCall
 from concierge.core.principal import Principal
 from concierge.domains.retail import canonical_hash, create_schema, create_store_engine, export_db, import_db
 from concierge.domains.retail.backend import create_app
-from concierge.domains.retail.tools import USER_STATE_KEY, retail_tools
+from concierge.domains.retail.tools import retail_tools
 from concierge.tools.ledger.memory import InMemoryLedger
 from concierge.tools.outcome import error_message
 from concierge.tools.pipeline import TransactionalExecutor
@@ -200,8 +200,8 @@ async def test_train_task_replays_like_tau2(task_id: str, original_db: Json) -> 
                 # tau2's tools do not authenticate, and some gold trajectories act on an order or a
                 # user without looking the customer up first (the task hands the agent the ids).
                 # The store does authenticate, so the replay signs in as that order's or user's owner.
-                if USER_STATE_KEY not in state and (owner := _owner(original_db, action["arguments"])):
-                    state[USER_STATE_KEY] = owner
+                if context.customer_id is None and (owner := _owner(original_db, action["arguments"])):
+                    context.bind_customer(owner)
                 call = ToolCall(str(index), action["name"], action["arguments"])
                 outcome = await executor.execute(tools[action["name"]], call, context)
                 if action["error"]:

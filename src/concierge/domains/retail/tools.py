@@ -1,9 +1,9 @@
 """The retail tools an agent gets: tau2's names, arguments and results, served by the store's HTTP API.
 
-Who the customer is comes from the session, not from the model: the two lookup tools record
-the user id they found in `context.state["retail.user_id"]`, and every other call sends that id
-as `X-Acting-User`, so the store refuses anything that belongs to someone else. A refusal is a
-`ToolError` carrying the store's message, which is tau2's own wording.
+Who the customer is comes from the session, not from the model: the two lookup tools bind the
+session to the user id they found (`ToolContext.bind_customer`), and every other call sends the
+bound id as `X-Acting-User`, so the store refuses anything that belongs to someone else. A
+refusal is a `ToolError` carrying the store's message, which is tau2's own wording.
 """
 
 from __future__ import annotations
@@ -16,15 +16,14 @@ import httpx
 
 from ...core.errors import ToolError
 from ...tools.http import call_api
-from ...tools.tool import Tool, ToolContext, make_tool
+from ...tools.tool import CUSTOMER_KEY, Tool, ToolContext, make_tool
 from .calculator import calculate as _calculate
 
-USER_STATE_KEY = "retail.user_id"
 WRITE_SCOPES: tuple[str, ...] = ("retail:write",)
 
 
 def _acting_user(context: ToolContext | None) -> str:
-    user_id = None if context is None else context.state.get(USER_STATE_KEY)
+    user_id = None if context is None else context.customer_id
     if not user_id:
         raise ToolError("Identify the customer first: find their user id by email, or by name and zip code")
     return str(user_id)
@@ -57,7 +56,7 @@ def retail_tools(client: httpx.AsyncClient, *, confirm: bool = True) -> list[Too
         """
         params = {"email": email}
         found = await _request(client, "GET", "/users/by-email", context, acting=False, params=params)
-        context.state[USER_STATE_KEY] = found["user_id"]
+        context.bind_customer(str(found["user_id"]))
         return str(found["user_id"])
 
     async def find_user_id_by_name_zip(first_name: str, last_name: str, zip: str,
@@ -71,7 +70,7 @@ def retail_tools(client: httpx.AsyncClient, *, confirm: bool = True) -> list[Too
         """
         params = {"first_name": first_name, "last_name": last_name, "zip": zip}
         found = await _request(client, "GET", "/users/by-name-zip", context, acting=False, params=params)
-        context.state[USER_STATE_KEY] = found["user_id"]
+        context.bind_customer(str(found["user_id"]))
         return str(found["user_id"])
 
     async def get_user_details(user_id: str, context: ToolContext) -> dict[str, Any]:
@@ -246,7 +245,7 @@ def retail_tools(client: httpx.AsyncClient, *, confirm: bool = True) -> list[Too
     return [
         *(make_tool(fn, effect="read") for fn in reads),
         *(make_tool(fn, effect="write", scopes=WRITE_SCOPES, idempotent=True, confirm=confirm,
-                    state_keys=(USER_STATE_KEY,))
+                    state_keys=(CUSTOMER_KEY,))
           for fn in writes),
         make_tool(calculate, effect="read"),
         make_tool(transfer_to_human_agents, effect="read"),
