@@ -1,4 +1,7 @@
-"""SqlSessionStore on a SQLite file: durable round-trips and optimistic concurrency."""
+"""SqlSessionStore on a SQLite file: durable round-trips and optimistic concurrency.
+
+The tests that take `url` run again on PostgreSQL in test_sql_store_postgres.py, which overrides it.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +20,12 @@ T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 
 def _url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    """The store's URL; parent directories do not exist yet (the store creates them for SQLite)."""
+    return _url(tmp_path / "nested" / "dir" / "sessions.db")
 
 
 def _turn_one() -> TurnCommit:
@@ -69,9 +78,8 @@ def test_satisfies_protocol(tmp_path: Path) -> None:
     assert store is not None
 
 
-async def test_round_trip_across_store_objects(tmp_path: Path) -> None:
-    db = tmp_path / "nested" / "dir" / "sessions.db"  # parent directories do not exist yet
-    writer = SqlSessionStore(_url(db))
+async def test_round_trip_across_store_objects(url: str) -> None:
+    writer = SqlSessionStore(url)
     session = await writer.create("s1", T0)
     assert session.turns == 0 and session.history == []
     await writer.commit_turn(session, _turn_one())
@@ -81,7 +89,7 @@ async def test_round_trip_across_store_objects(tmp_path: Path) -> None:
     assert session.turns == 2 and len(session.history) == 8
     assert session.pinned_facts == ["order 42: shipped", "cancel order 42: refused", "refund offered"]
 
-    reader = SqlSessionStore(_url(db))
+    reader = SqlSessionStore(url)
     try:
         loaded = await reader.load("s1")
         assert loaded is not None
@@ -98,14 +106,14 @@ async def test_round_trip_across_store_objects(tmp_path: Path) -> None:
         # The loaded session keeps committing where the other store left off.
         await reader.commit_turn(loaded, TurnCommit([UserMessage("thanks")], [], 4, loaded.summary,
                                                     loaded.state, T0 + timedelta(minutes=3)))
-        again = await SqlSessionStore(_url(db)).load("s1")
+        again = await SqlSessionStore(url).load("s1")
         assert again is not None and again.turns == 3 and again.history[-1] == UserMessage("thanks")
     finally:
         await reader.close()
 
 
-async def test_timestamps_normalised_to_utc(tmp_path: Path) -> None:
-    store = SqlSessionStore(_url(tmp_path / "s.db"))
+async def test_timestamps_normalised_to_utc(url: str) -> None:
+    store = SqlSessionStore(url)
     try:
         local = datetime(2026, 1, 1, 11, 0, tzinfo=UTC).astimezone()  # some local offset
         await store.create("tz", local)
@@ -116,8 +124,8 @@ async def test_timestamps_normalised_to_utc(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_naive_datetime_refused(tmp_path: Path) -> None:
-    store = SqlSessionStore(_url(tmp_path / "s.db"))
+async def test_naive_datetime_refused(url: str) -> None:
+    store = SqlSessionStore(url)
     try:
         with pytest.raises(ValidationError, match="timezone-aware"):
             await store.create("naive", datetime(2026, 1, 1))
@@ -126,13 +134,13 @@ async def test_naive_datetime_refused(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_duplicate_create_raises(tmp_path: Path) -> None:
-    store = SqlSessionStore(_url(tmp_path / "s.db"))
+async def test_duplicate_create_raises(url: str) -> None:
+    store = SqlSessionStore(url)
     try:
         await store.create("dup", T0)
         with pytest.raises(SessionError, match="already exists"):
             await store.create("dup", T0)
-        other = SqlSessionStore(_url(tmp_path / "s.db"))
+        other = SqlSessionStore(url)
         with pytest.raises(SessionError):
             await other.create("dup", T0)
         await other.close()
@@ -140,13 +148,12 @@ async def test_duplicate_create_raises(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_stale_concurrent_commit_raises(tmp_path: Path) -> None:
-    db = tmp_path / "s.db"
-    setup = SqlSessionStore(_url(db))
+async def test_stale_concurrent_commit_raises(url: str) -> None:
+    setup = SqlSessionStore(url)
     await setup.create("race", T0)
     await setup.close()
 
-    a, b = SqlSessionStore(_url(db)), SqlSessionStore(_url(db))
+    a, b = SqlSessionStore(url), SqlSessionStore(url)
     try:
         sa, sb = await a.load("race"), await b.load("race")
         assert sa is not None and sb is not None
@@ -166,8 +173,8 @@ async def test_stale_concurrent_commit_raises(tmp_path: Path) -> None:
         await b.close()
 
 
-async def test_two_loads_through_one_store_cannot_both_commit(tmp_path: Path) -> None:
-    store = SqlSessionStore(_url(tmp_path / "s.db"))
+async def test_two_loads_through_one_store_cannot_both_commit(url: str) -> None:
+    store = SqlSessionStore(url)
     try:
         await store.create("same", T0)
         first, second = await store.load("same"), await store.load("same")
@@ -179,8 +186,8 @@ async def test_two_loads_through_one_store_cannot_both_commit(tmp_path: Path) ->
         await store.close()
 
 
-async def test_commit_of_foreign_session_raises(tmp_path: Path) -> None:
-    store = SqlSessionStore(_url(tmp_path / "s.db"))
+async def test_commit_of_foreign_session_raises(url: str) -> None:
+    store = SqlSessionStore(url)
     try:
         with pytest.raises(SessionError, match="not loaded or created"):
             await store.commit_turn(Session("ghost", T0, T0), _turn_one())
@@ -188,8 +195,8 @@ async def test_commit_of_foreign_session_raises(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_unknown_session_is_none(tmp_path: Path) -> None:
-    store = SqlSessionStore(_url(tmp_path / "s.db"))
+async def test_unknown_session_is_none(url: str) -> None:
+    store = SqlSessionStore(url)
     try:
         assert await store.load("nope") is None
     finally:

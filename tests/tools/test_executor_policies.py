@@ -63,8 +63,14 @@ def test_idempotency_keys_are_stable_and_distinct():
     assert a != idempotency_key(other_user, "refund", {"order": "W1", "amount": 5})
 
 
-async def test_sql_ledger_round_trip_and_atomic_claim(tmp_path):
-    ledger = SqlLedger(f"sqlite:///{tmp_path}/ledger.db")
+@pytest.fixture
+def ledger_url(tmp_path) -> str:
+    """Where the SQL ledger lives; test_ledger_postgres.py overrides it to rerun the test on PostgreSQL."""
+    return f"sqlite:///{tmp_path}/ledger.db"
+
+
+async def test_sql_ledger_round_trip_and_atomic_claim(ledger_url):
+    ledger = SqlLedger(ledger_url)
     entry = LedgerEntry("k1", "s1", "refund", {"a": 1}, P.to_dict(), "attempted", T0)
     assert await ledger.claim(entry) is None
     holder = await ledger.claim(entry)
@@ -75,7 +81,7 @@ async def test_sql_ledger_round_trip_and_atomic_claim(tmp_path):
     done = entry.finish("succeeded", T0 + timedelta(seconds=2), result={"id": "r1"}, attempts=2)
     await ledger.update(done)
     await ledger.close()
-    reopened = SqlLedger(f"sqlite:///{tmp_path}/ledger.db")
+    reopened = SqlLedger(ledger_url)
     got = await reopened.get("k1")
     assert got is not None and got.status == "succeeded" and got.result == {"id": "r1"} and got.attempts == 2
     assert got.duration_ms == pytest.approx(2000) and got.started_at == T0

@@ -173,6 +173,9 @@ def create_store_engine(url: str, *, echo: bool = False) -> Engine:
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
         raise bad
+    if parsed.drivername == "postgresql":
+        # A plain scheme means the sync driver the `postgres` extra installs (SQLAlchemy would pick psycopg2).
+        parsed = parsed.set(drivername="postgresql+psycopg")
     kwargs: dict[str, Any] = {"echo": echo}
     if backend == "sqlite":
         if parsed.database in (None, "", ":memory:"):
@@ -187,7 +190,7 @@ def create_store_engine(url: str, *, echo: bool = False) -> Engine:
     except ModuleNotFoundError as exc:
         raise ConfigError(
             f"the database driver for {redact_url(url)!r} is not installed ({exc.name})",
-            hint="install a PostgreSQL driver such as psycopg2 or psycopg",
+            hint="install concierge[postgres] (psycopg) for PostgreSQL",
         ) from exc
     except ArgumentError as exc:
         raise ConfigError(f"bad store URL {redact_url(url)!r}: {exc}", hint=f"use {SUPPORTED_STORE_URLS}") from exc
