@@ -3,7 +3,8 @@
 The same failing call (name + canonical arguments) a second time gets a note asking the
 model to change course; a third identical call is not executed at all. A call that already
 succeeded in this turn is never run again: the model gets the earlier result back and must
-answer next. That is what keeps a looping model from paying or cancelling twice.
+answer next. That is what keeps a looping model from paying or cancelling twice. A read is
+exempt once a write has succeeded after it: re-reading an order after changing it is progress.
 """
 
 from __future__ import annotations
@@ -23,17 +24,22 @@ BLOCKED = (
 class LoopGuard:
     """Per-turn memory of failing calls."""
 
-    __slots__ = ("_failures", "_succeeded")
+    __slots__ = ("_failures", "_succeeded", "_writes")
 
     def __init__(self) -> None:
         self._failures: dict[str, int] = {}
         self._succeeded: dict[str, str] = {}
+        self._writes: set[str] = set()
 
     def earlier_result(self, call: ToolCall) -> str | None:
         """The result of an identical call that already succeeded in this turn, if any."""
         return self._succeeded.get(call.canonical()) if self._succeeded else None
 
-    def record_success(self, call: ToolCall, content: str) -> None:
+    def record_success(self, call: ToolCall, content: str, *, changed_state: bool = False) -> None:
+        """Remember a successful call; a write makes earlier reads stale, so they may run again."""
+        if changed_state:
+            self._succeeded = {key: value for key, value in self._succeeded.items() if key in self._writes}
+            self._writes.add(call.canonical())
         self._succeeded[call.canonical()] = content
 
     def blocked(self, call: ToolCall) -> bool:

@@ -260,7 +260,7 @@ class Runtime:
         content = truncate_result(outcome.value, tool.essential_fields, budget, self.counter)
         state.messages.append(ToolResultMessage(call.id, call.name, content))
         state.steps.append(TraceStep("tool", call.name, call.arguments, content[:SUMMARY_CHARS], latency_ms))
-        guard.record_success(call, content)
+        guard.record_success(call, content, changed_state=tool.writes)
         if tool.writes:
             state.new_pins.append(self._pin(call, tool.essential_fields, outcome.value))
         return True

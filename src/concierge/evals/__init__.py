@@ -1,0 +1,1 @@
+"""Evaluation: run agents against tasks, score them, and gate releases on regressions."""
