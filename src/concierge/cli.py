@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.panel import Panel
 
 from ._version import __version__
+from .cli_eval import eval_app
 from .core.errors import ConciergeError, ConfigError, ValidationError
 from .core.principal import Principal
 from .runtime.result import TurnResult
@@ -249,6 +250,7 @@ def chat(config: ConfigOption = None, session: SessionOption = None, seed: SeedO
 
 domain_app = typer.Typer(no_args_is_help=True, help="Reference business domains: generate their data.")
 app.add_typer(domain_app, name="domain")
+app.add_typer(eval_app, name="eval")
 
 
 @domain_app.command("generate")
@@ -258,8 +260,9 @@ def domain_generate(
     orders: Annotated[int, typer.Option(help="Number of orders, spread over the customers.")] = 1000,
     seed: Annotated[int, typer.Option(help="The same seed always gives the same store.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Folder to write (default: ./stores/<domain>-<seed>).")] = None,
+    tasks: Annotated[int, typer.Option(min=0, help="Also write this many golden evaluation tasks (tasks.json).")] = 0,
 ) -> None:
-    """Write a generated store (db.json and policy.md) in tau2-bench's format."""
+    """Write a generated store (db.json and policy.md) in tau2-bench's format, and golden tasks for it."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .domains.retail.generator import check_arguments, generate_store, write_store
@@ -277,6 +280,11 @@ def domain_generate(
                                 progress=lambda done: bar.update(task, completed=done))
         with console.status(f"writing {folder / 'db.json'}…"):
             path = write_store(db, folder)
+            if tasks:
+                from .domains.retail.eval_tasks import generate_tasks
+
+                written = generate_tasks(db, tasks, seed=seed)
+                (folder / "tasks.json").write_text(json.dumps(written, indent=2) + "\n", encoding="utf-8")
     except ConciergeError as exc:
         console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
         raise typer.Exit(2 if isinstance(exc, ConfigError | ValidationError) else 1) from None
@@ -286,7 +294,8 @@ def domain_generate(
     variants = sum(len(product["variants"]) for product in db["products"].values())
     console.print(
         f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {len(db['products'])} products "
-        f"({variants} variants), {len(db['users'])} users, {len(db['orders'])} orders, seed {seed}, "
+        f"({variants} variants), {len(db['users'])} users, {len(db['orders'])} orders, seed {seed}"
+        f"{f', {tasks} tasks' if tasks else ''}, "
         f"in {time.perf_counter() - started:.1f} s",
         soft_wrap=True,
     )

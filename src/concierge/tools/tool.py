@@ -8,6 +8,7 @@ compensation, preconditions) is read by the executor wrappers, never by the loop
 
 from __future__ import annotations
 
+import copy
 import inspect
 import re
 from collections.abc import Callable, Sequence
@@ -195,6 +196,62 @@ def _argument_docs(fn: Callable[..., Any]) -> dict[str, str]:
     return docs
 
 
+# Per-code-object cache of argument models: a factory that builds the same closures per backend
+# (one set of tools per evaluation trial) would otherwise rebuild identical pydantic models.
+_SIGNATURES: dict[tuple[Any, ...], tuple[type[pydantic.BaseModel], dict[str, Any], str | None]] = {}
+_SIGNATURES_MAX = 4096
+
+
+def _signature_key(fn: Callable[..., Any], tool_name: str) -> tuple[Any, ...] | None:
+    if not inspect.isfunction(fn):
+        return None
+    annotations = tuple((k, repr(v)) for k, v in fn.__annotations__.items())
+    return (tool_name, fn.__code__, annotations, repr(fn.__defaults__), repr(fn.__kwdefaults__))
+
+
+def _signature_of(fn: Callable[..., Any], tool_name: str) -> tuple[type[pydantic.BaseModel], dict[str, Any], str | None]:
+    """The arguments model, its JSON schema and the context parameter's name, from type hints + docstring."""
+    key = _signature_key(fn, tool_name)
+    if key is not None and (known := _SIGNATURES.get(key)) is not None:
+        return known[0], copy.deepcopy(known[1]), known[2]  # a caller may edit its schema copy
+    try:
+        target = fn if inspect.isroutine(fn) else type(fn).__call__  # a callable object's __call__
+        hints = get_type_hints(target, include_extras=True)
+    except Exception as exc:  # unresolved forward references and the like
+        raise ToolDefinitionError(f"cannot read the type hints of {tool_name!r}: {exc}") from exc
+    fields: dict[str, Any] = {}
+    arg_docs = _argument_docs(fn)
+    context_param = None
+    for param in inspect.signature(fn).parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise ToolDefinitionError(
+                f"tool {tool_name!r} takes *args/**kwargs", hint="declare every argument with a name and a type"
+            )
+        annotation = hints.get(param.name, inspect.Parameter.empty)
+        if annotation is ToolContext:
+            context_param = param.name
+            continue
+        if annotation is inspect.Parameter.empty:
+            raise ToolDefinitionError(
+                f"argument {param.name!r} of tool {tool_name!r} has no type hint",
+                hint="annotate every argument so the model gets a schema",
+            )
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        doc = arg_docs.get(param.name)
+        fields[param.name] = (annotation, default if doc is None else pydantic.Field(default, description=doc))
+    args_model = pydantic.create_model(f"{tool_name}_args", **fields)  # type: ignore[call-overload]
+    schema = args_model.model_json_schema()
+    schema.pop("title", None)
+    for prop in schema.get("properties", {}).values():
+        prop.pop("title", None)
+    found = (args_model, schema, context_param)
+    if key is not None:
+        if len(_SIGNATURES) >= _SIGNATURES_MAX:
+            _SIGNATURES.clear()
+        _SIGNATURES[key] = found
+    return found
+
+
 def make_tool(
     fn: Callable[..., Any],
     *,
@@ -232,36 +289,7 @@ def make_tool(
         raise ToolDefinitionError(
             f"tool name {tool_name!r} is not allowed", hint="use letters, digits, '_' or '-', at most 64 characters"
         )
-    try:
-        target = fn if inspect.isroutine(fn) else type(fn).__call__  # a callable object's __call__
-        hints = get_type_hints(target, include_extras=True)
-    except Exception as exc:  # unresolved forward references and the like
-        raise ToolDefinitionError(f"cannot read the type hints of {tool_name!r}: {exc}") from exc
-    fields: dict[str, Any] = {}
-    arg_docs = _argument_docs(fn)
-    context_param = None
-    for param in inspect.signature(fn).parameters.values():
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            raise ToolDefinitionError(
-                f"tool {tool_name!r} takes *args/**kwargs", hint="declare every argument with a name and a type"
-            )
-        annotation = hints.get(param.name, inspect.Parameter.empty)
-        if annotation is ToolContext:
-            context_param = param.name
-            continue
-        if annotation is inspect.Parameter.empty:
-            raise ToolDefinitionError(
-                f"argument {param.name!r} of tool {tool_name!r} has no type hint",
-                hint="annotate every argument so the model gets a schema",
-            )
-        default = ... if param.default is inspect.Parameter.empty else param.default
-        doc = arg_docs.get(param.name)
-        fields[param.name] = (annotation, default if doc is None else pydantic.Field(default, description=doc))
-    args_model = pydantic.create_model(f"{tool_name}_args", **fields)  # type: ignore[call-overload]
-    schema = args_model.model_json_schema()
-    schema.pop("title", None)
-    for prop in schema.get("properties", {}).values():
-        prop.pop("title", None)
+    args_model, schema, context_param = _signature_of(fn, tool_name)
     return Tool(
         name=tool_name,
         description=description or _description(fn) or tool_name,
