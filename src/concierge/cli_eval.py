@@ -9,6 +9,7 @@ key from OPENAI_API_KEY), `anthropic:NAME` (key from ANTHROPIC_API_KEY), and for
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from pathlib import Path
@@ -132,10 +133,15 @@ def run(
     out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/<time>-<agent>).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run already in --out.")] = False,
     baseline: Annotated[Path | None, typer.Option(help="Compare with this run; exit 1 on a regression.")] = None,
+    min_pass_rate: Annotated[float | None, typer.Option(min=0, max=1, help="Correctness suite: fail below this.")] = None,
+    p95_turn_ms: Annotated[float | None, typer.Option(min=0, help="Latency suite: p95 per-turn budget.")] = None,
+    cost_budget: Annotated[float | None, typer.Option(min=0, help="Cost suite: USD per conversation.")] = None,
 ) -> None:
     """Run tasks × trials: the agent, a simulated customer, a fresh store per trial; tau2's rewards."""
+    from .evals.judge import check_judge_family
     from .evals.results import RunStore, summarize
     from .evals.runner import EvalRunner
+    from .evals.suites import Budgets, run_suites
     from .evals.tasks import load_tasks, select_tasks
 
     try:
@@ -143,6 +149,10 @@ def run(
         domain = _domain(domain_dir or tasks.parent)
         contestant = _contestant(agent_model, domain)
         judge = model_from_spec(judge_model, "judge") if judge_model else None
+        if judge_model and (warning := check_judge_family(judge_model, agent_model)):
+            console.print(f"[yellow]warning: {warning}[/]")
+        budgets = Budgets(min_pass_rate=min_pass_rate, p95_turn_ms=p95_turn_ms,
+                          max_cost_per_conversation_usd=cost_budget)
         folder = out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{agent_model.replace(':', '-').replace('/', '-')}"
         store = RunStore(folder)
         store.start({"tasks": str(tasks), "task_ids": [t.id for t in chosen], "trials": trials, "agent": agent_model,
@@ -155,9 +165,14 @@ def run(
     except ConciergeError as exc:
         raise _fail(exc) from None
     _print_summary(summarize(results), folder)
+    suites = run_suites(results, budgets)
+    (folder / "suites.json").write_text(json.dumps([r.to_dict() for r in suites], indent=2), encoding="utf-8")
+    for suite in suites:
+        colour = {"pass": "green", "fail": "bold red"}.get(suite.verdict, "yellow")
+        console.print(f"suite {suite.name}: [{colour}]{suite.verdict}[/] " + "; ".join(suite.notes), soft_wrap=True)
     _write_report(folder)
-    if baseline is not None:
-        raise typer.Exit(_compare(folder, baseline, 0.05, 0.02))
+    code = _compare(folder, baseline, 0.05, 0.02) if baseline is not None else 0
+    raise typer.Exit(code or int(any(s.verdict == "fail" for s in suites)))
 
 
 def _write_report(folder: Path) -> None:

@@ -91,3 +91,24 @@ def test_env_assertions_and_the_product_over_the_basis():
     rewards = Rewards({"DB": 1.0, "COMMUNICATE": 0.0, "NL_ASSERTION": None}, ["DB", "NL_ASSERTION"])
     assert rewards.reward == 1.0 and not rewards.complete  # COMMUNICATE is outside the basis
     assert Rewards({"DB": 0.0, "NL_ASSERTION": 1.0}, ["DB", "NL_ASSERTION"]).reward == 0.0
+
+
+def test_suites_report_budgets_and_an_unconfigured_safety_slot():
+    from concierge.evals.results import TrialResult
+    from concierge.evals.suites import Budgets, run_suites
+
+    def trial(n, success, cost):
+        return TrialResult(task_id=f"t{n}", trial=0, reward=float(success), success=success, complete=True,
+                           components={"DB": float(success)}, details={}, stop_reason="user_stop", cost_usd=cost,
+                           turn_latency_ms=[100.0 * (n + 1)], first_response_ms=[50.0])
+
+    trials = [trial(0, True, 0.01), trial(1, True, 0.02), trial(2, False, 0.05)]
+    loose = {r.name: r for r in run_suites(trials)}
+    assert [loose[n].verdict for n in ("correctness", "latency", "cost")] == ["pass"] * 3
+    assert loose["safety"].verdict == "not configured"
+    strict = {r.name: r for r in run_suites(trials, Budgets(min_pass_rate=0.9, p95_turn_ms=150,
+                                                            max_cost_per_conversation_usd=0.03))}
+    assert [strict[n].verdict for n in ("correctness", "latency", "cost")] == ["fail"] * 3
+    assert strict["cost"].figures["over_budget"] == 1 and "t2" in strict["cost"].notes[0]
+    with pytest.raises(ValidationError, match="min_pass_rate"):
+        Budgets(min_pass_rate=1.5)
