@@ -112,3 +112,17 @@ def test_suites_report_budgets_and_an_unconfigured_safety_slot():
     assert strict["cost"].figures["over_budget"] == 1 and "t2" in strict["cost"].notes[0]
     with pytest.raises(ValidationError, match="min_pass_rate"):
         Budgets(min_pass_rate=1.5)
+
+
+async def test_nl_assertions_are_judged_by_the_judge_or_reported_not_judged():
+    from concierge.evals.rewards import nl_assertion_reward
+    from concierge.testing import ScriptedModel
+
+    verdict = '{"results": [{"met": true, "reason": "said"}, {"met": %s, "reason": "x"}]}'
+    assertions = ["The agent confirmed before cancelling.", "The agent gave the refund amount."]
+    assert await nl_assertion_reward(None, "transcript", assertions) == (None, [])
+    assert (await nl_assertion_reward(None, "transcript", []))[0] == 1.0  # nothing to judge
+    met, found = await nl_assertion_reward(ScriptedModel([verdict % "true"]), "transcript", assertions)
+    assert met == 1.0 and [v["met"] for v in found] == [True, True]
+    unmet, found = await nl_assertion_reward(ScriptedModel([verdict % "false"]), "transcript", assertions)
+    assert unmet == 0.0 and found[1] == {"assertion": assertions[1], "met": False, "reason": "x"}
