@@ -19,6 +19,7 @@ from rich.panel import Panel
 
 from ._version import __version__
 from .cli_eval import eval_app
+from .cli_kb import kb_app
 from .core.errors import ConciergeError, ConfigError, ValidationError
 from .core.principal import Principal
 from .runtime.result import TurnResult
@@ -251,6 +252,7 @@ def chat(config: ConfigOption = None, session: SessionOption = None, seed: SeedO
 domain_app = typer.Typer(no_args_is_help=True, help="Reference business domains: generate their data.")
 app.add_typer(domain_app, name="domain")
 app.add_typer(eval_app, name="eval")
+app.add_typer(kb_app, name="kb")
 
 
 @domain_app.command("generate")

@@ -14,6 +14,7 @@ import httpx
 
 from ...llm.base import ChatModel, ModelSettings
 from ...runtime.agent import Agent, Limits
+from ...tools.tool import Tool
 from .store.tau2_io import read_policy
 from .tools import WRITE_SCOPES, retail_tools
 
@@ -27,17 +28,18 @@ def store_policy(folder: Path | None = None) -> str:
 
 def make_retail_agent(model: ChatModel, client: httpx.AsyncClient, *, policy: str | None = None,
                       confirm: bool = True, limits: Limits | None = None,
-                      model_settings: ModelSettings | None = None) -> Agent:
+                      model_settings: ModelSettings | None = None, knowledge: Tool | None = None) -> Agent:
     """A retail agent whose tools call the store behind `client`.
 
     The end user's principal needs the `retail:write` scope for changes; the user id the tools
     act as is the one a lookup tool found in this session, never one the model names.
+    `knowledge` adds a `search_knowledge_base` tool (see `concierge.retrieval.tool`).
     """
     return Agent(
         name="retail",
         instructions=policy if policy is not None else store_policy(),
         model=model,
-        tools=retail_tools(client, confirm=confirm),
+        tools=[*retail_tools(client, confirm=confirm), *([knowledge] if knowledge is not None else [])],
         limits=limits or Limits(max_steps=12, timeout_s=300),
         model_settings=model_settings,
     )

@@ -1,0 +1,1 @@
+"""Knowledge base retrieval: documents, chunks, embeddings, hybrid search and grounding."""
