@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .core.errors import ConciergeError, ConfigError, ValidationError
@@ -80,16 +81,20 @@ def search(
         base.close()
     except ConciergeError as exc:
         raise _fail(exc) from None
-    table = Table(title=f"{tenant}: {query}")
-    for column in ("#", "citation", "version", "score", "cosine", "heading", "text"):
-        table.add_column(column)
+    table = Table(title=escape(f"{tenant}: {query}"))
+    table.add_column("#")
+    table.add_column("citation", no_wrap=True)
+    table.add_column("ver", no_wrap=True)
+    table.add_column("score")
+    table.add_column("cosine")
+    table.add_column("text (heading path first)")
     for rank, hit in enumerate(result.hits, 1):
-        version = f"v{hit.version}" + ("" if hit.latest else " (superseded)")
-        table.add_row(str(rank), hit.citation, version, f"{hit.score:.3f}", f"{hit.similarity:.3f}", hit.heading,
-                      " ".join(hit.text.split())[:90])
+        version = f"v{hit.version}" + ("" if hit.latest else " old")
+        table.add_row(str(rank), escape(hit.citation), version, f"{hit.score:.3f}", f"{hit.similarity:.3f}",
+                      escape(" ".join(hit.text.split())[:100]))
     console.print(table)
     g = result.grounding
     verdict = "[green]grounded[/]" if g.grounded else "[bold red]not grounded: the agent says it does not know[/]"
     console.print(f"grounding confidence {g.confidence:.2f}: {verdict} ({g.reason})")
     if g.grounded:
-        console.print("citations: " + ", ".join(f"[{c}]" for c in result.citations[:3]))
+        console.print("citations: " + escape(", ".join(f"[{c}]" for c in result.citations[:3])))
