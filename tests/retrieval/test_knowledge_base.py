@@ -157,3 +157,20 @@ async def test_the_retail_agent_answers_from_the_knowledge_base_with_a_citation(
     (step,) = result.tool_calls
     assert step.error is None and '"grounded":true' in step.result_summary.replace(" ", "")
     assert "gift-cards#" in step.result_summary
+
+
+def test_indexes_are_saved_and_reopened_without_a_rebuild(tmp_path):
+    kb = KnowledgeBase(tmp_path)
+    kb.ingest(Document(tenant="shop", doc_id="a", text="# Shipping\nOrders ship within two days."))
+    kb.ingest(Document(tenant="shop", doc_id="b", text="# Gift cards\nGift cards never expire."))
+    expected = kb.search("do gift cards expire", "shop").citations
+    kb.close()
+    saved = list((tmp_path / "indexes" / "shared").glob("index-*.usearch"))
+    assert len(saved) == 1
+    reopened = KnowledgeBase(tmp_path)
+    assert reopened.search("do gift cards expire", "shop").citations == expected
+    assert len(reopened._tenant_group("shop").index) == 2
+    reopened.ingest(Document(tenant="shop", doc_id="c", text="# Returns\nReturn items within 30 days."))
+    reopened.store.close()  # closed without saving: the saved index is now stale
+    again = KnowledgeBase(tmp_path)
+    assert len(again._tenant_group("shop").index) == 3  # rebuilt from the store

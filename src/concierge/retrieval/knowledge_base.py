@@ -106,12 +106,41 @@ class KnowledgeBase:
         self.grounding = grounding or GroundingChecker()
         self.candidates = candidates
         self._groups: dict[str, _Group] = {}
+        self._dirty: set[str] = set()  # groups whose index changed since it was saved
+        members: dict[str, set[str]] = {}
         for tenant, dedicated in self.store.tenants().items():
-            self._group_for(tenant, dedicated)
+            members.setdefault(self._group_name(tenant, dedicated), set()).add(tenant)
+        for name, tenants in members.items():
+            self._groups[name] = _Group(self._open_index(name, tenants), tenants)
 
     # tenants and indexes
     def _group_name(self, tenant: str, dedicated: bool) -> str:
         return f"tenant:{tenant}" if dedicated else SHARED
+
+    def _index_folder(self, group: str) -> Path:
+        return self.folder / "indexes" / group.replace(":", "-")
+
+    def _open_index(self, group: str, tenants: set[str]) -> BlueGreenIndex:
+        """The group's saved index if it holds exactly the store's vectors, else one rebuilt from the store."""
+        keys, vectors = self.store.vectors(sorted(tenants))
+        folder = self._index_folder(group)
+        if (folder / "CURRENT").is_file():
+            try:
+                saved = BlueGreenIndex.load_current(folder, self.embedder.dim)
+            except (ValidationError, OSError, RuntimeError):
+                saved = None
+            if saved is not None and len(saved) == len(keys) and all(int(k) in saved.active for k in keys[:100]):
+                return saved
+        index = VectorIndex(self.embedder.dim)
+        if len(keys):
+            index.add(keys, vectors)
+        return BlueGreenIndex(index)
+
+    def save(self) -> None:
+        """Persist the changed vector indexes next to the store, so the next open does not rebuild them."""
+        for name in sorted(self._dirty):
+            self._groups[name].index.save_active(self._index_folder(name))
+        self._dirty.clear()
 
     def _group_for(self, tenant: str, dedicated: bool) -> _Group:
         name = self._group_name(tenant, dedicated)
@@ -154,6 +183,7 @@ class KnowledgeBase:
         keys = self.store.next_keys(len(chunks))
         superseded = self.store.add_document(doc, chunks, vectors, keys)
         group.index.active.add(np.asarray(keys, dtype=np.int64), vectors)
+        self._dirty.add(self._group_name(doc.tenant, self.store.tenants()[doc.tenant]))
         return IngestResult(doc.tenant, doc.doc_id, doc.version, len(chunks), len(superseded))
 
     def ingest_folder(self, folder: Path, tenant: str) -> list[IngestResult]:
@@ -171,6 +201,7 @@ class KnowledgeBase:
                 index.add(keys, vectors)
             return index
 
+        self._dirty.add(self._group_name(tenant, self.store.tenants()[tenant]))
         return group.index.rebuild(build)
 
     # search
@@ -218,6 +249,8 @@ class KnowledgeBase:
                    c.latest)
 
     def close(self) -> None:
+        """Save the indexes and release the files."""
+        self.save()
         self.store.close()
         close = getattr(self.embedder, "close", None)
         if close is not None:
