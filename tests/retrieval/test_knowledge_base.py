@@ -150,13 +150,23 @@ async def test_the_retail_agent_answers_from_the_knowledge_base_with_a_citation(
     from concierge.domains.retail.agent import make_retail_agent
     from concierge.testing import ScriptedModel, call
 
-    model = ScriptedModel([call("search_knowledge_base", query="gift card expiry"),
-                           "Gift cards never expire [gift-cards#3]."])
+    model = ScriptedModel([call("search_knowledge_base", query="gift card expiry"), "Gift cards never expire."])
     agent = make_retail_agent(model, httpx.AsyncClient(base_url="http://unused"), knowledge=knowledge_tool(retail_kb))
-    result = await Runtime(agent).turn("kb-1", "Do gift cards expire?", principal=Principal("c1", tenant="retail"))
+    runtime = Runtime(agent)
+    result = await runtime.turn("kb-1", "Do gift cards expire?", principal=Principal("c1", tenant="retail"))
     (step,) = result.tool_calls
     assert step.error is None and '"grounded":true' in step.result_summary.replace(" ", "")
-    assert "gift-cards#" in step.result_summary
+    # The model cited nothing: the reply shows the sources anyway.
+    assert result.reply.startswith("Gift cards never expire.") and "Sources: [gift-cards#" in result.reply
+
+
+def test_sources_are_added_only_when_the_reply_cites_none_of_them():
+    from concierge.runtime.result import TurnState
+    from concierge.runtime.runtime import _with_facts
+
+    state = TurnState("s", Principal("c1"), citations=["gift-cards#3", "refunds#1"])
+    assert _with_facts("They never expire.", state) == "They never expire.\n\nSources: [gift-cards#3], [refunds#1]"
+    assert _with_facts("They never expire [gift-cards#3].", state) == "They never expire [gift-cards#3]."
 
 
 def test_indexes_are_saved_and_reopened_without_a_rebuild(tmp_path):

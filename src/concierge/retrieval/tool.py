@@ -34,6 +34,7 @@ def knowledge_tool(kb: KnowledgeBase, *, k: int = 3) -> Tool:
                     "instruction": NOT_GROUNDED}
         passages = [{"cite": h.citation, "heading": h.heading, "text": h.text} for h in result.hits]
         return {"grounded": True, "confidence": round(result.grounding.confidence, 3), "passages": passages,
+                "cite": [p["cite"] for p in passages],  # the runtime shows these if the reply does not
                 "instruction": GROUNDED.format(example=passages[0]["cite"])}
 
-    return make_tool(search_knowledge_base, effect="read", essential_fields=("grounded", "instruction", "passages"))
+    return make_tool(search_knowledge_base, effect="read", essential_fields=("grounded", "instruction", "passages", "cite"))

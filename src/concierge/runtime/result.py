@@ -29,6 +29,8 @@ class TurnState:
     pending: list[PendingAction] = field(default_factory=list)
     # Writes that did not succeed, so the reply states it whatever the model says.
     unfinished_writes: list[tuple[ToolCall, ToolOutcome]] = field(default_factory=list)
+    # Sources the reply must show: a tool whose result is a dict with a "cite" list names them.
+    citations: list[str] = field(default_factory=list)
     escalation: dict[str, Any] | None = None
     notices: list[str] = field(default_factory=list)
 

@@ -261,6 +261,8 @@ class Runtime:
         state.messages.append(ToolResultMessage(call.id, call.name, content))
         state.steps.append(TraceStep("tool", call.name, call.arguments, content[:SUMMARY_CHARS], latency_ms))
         guard.record_success(call, content, changed_state=tool.writes)
+        if isinstance(outcome.value, dict) and isinstance(cited := outcome.value.get("cite"), list):
+            state.citations.extend(str(c) for c in cited if str(c) not in state.citations)
         if tool.writes:
             state.new_pins.append(self._pin(call, tool.essential_fields, outcome.value))
         return True
@@ -293,8 +295,9 @@ class Runtime:
 
 
 def _with_facts(reply: str, state: TurnState) -> str:
-    """The reply plus what the user must know whatever the model wrote: restart notices, and
-    every write that did not go through (so "refunded" is never the last word on a failed refund)."""
+    """The reply plus what the user must know whatever the model wrote: restart notices, every write
+    that did not go through (so "refunded" is never the last word on a failed refund), and the
+    sources a knowledge search cited when the reply names none of them."""
     parts = [*state.notices, reply] if state.notices else [reply]
     mentioned = state.escalation.get("key") if state.escalation else None
     for call, outcome in state.unfinished_writes:
@@ -302,6 +305,8 @@ def _with_facts(reply: str, state: TurnState) -> str:
             continue  # the escalation text already says it
         label = "Not confirmed" if outcome.status == "unknown" else "Not done"
         parts.append(f"{label}: {call.name}({render(call.arguments)}): {error_message(outcome.error or '')}")
+    if state.citations and not any(c in reply for c in state.citations):
+        parts.append("Sources: " + ", ".join(f"[{c}]" for c in state.citations))
     return "\n\n".join(p for p in parts if p)
 
 
