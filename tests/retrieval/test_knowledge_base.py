@@ -184,3 +184,23 @@ def test_indexes_are_saved_and_reopened_without_a_rebuild(tmp_path):
     reopened.store.close()  # closed without saving: the saved index is now stale
     again = KnowledgeBase(tmp_path)
     assert len(again._tenant_group("shop").index) == 3  # rebuilt from the store
+
+
+async def test_an_optional_model_rewrites_the_query_and_a_failed_rewrite_falls_back(retail_kb):
+    from concierge.core.errors import ModelError
+    from concierge.retrieval.rewrite import QueryRewriter
+    from concierge.testing import FunctionModel, ScriptedModel
+
+    rewriter = QueryRewriter(ScriptedModel(["gift card expiry date"]))
+    assert await rewriter.rewrite("so umm do those card things ever run out??") == "gift card expiry date"
+
+    def down(messages, tools):
+        raise ModelError("model server unreachable")
+
+    assert await QueryRewriter(FunctionModel(down)).rewrite("do gift cards expire") == "do gift cards expire"
+    model = ScriptedModel(["gift card expiry"])
+    tool = knowledge_tool(retail_kb, rewriter=QueryRewriter(model))
+    outcome = await DirectExecutor().execute(tool, ToolCall("1", tool.name, {"query": "hmm, the card thing?"}),
+                                             ToolContext("s", Principal("c1", tenant="retail")))
+    assert outcome.value["grounded"] and outcome.value["cite"][0].startswith("gift-cards#")
+    assert model.requests[0].messages[-1].content == "hmm, the card thing?"

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..tools.tool import Tool, ToolContext, make_tool
 from .knowledge_base import KnowledgeBase
+from .rewrite import QueryRewriter
 
 NOT_GROUNDED = ("The knowledge base has no reliable answer to this. Tell the customer plainly that you do not "
                 "know, and offer to transfer them to a human agent. Do not guess.")
@@ -19,7 +20,9 @@ GROUNDED = "Answer only from these passages, and cite each one you use in bracke
 STAFF_ROLES = frozenset({"agent", "operator", "admin"})
 
 
-def knowledge_tool(kb: KnowledgeBase, *, k: int = 3) -> Tool:
+def knowledge_tool(kb: KnowledgeBase, *, k: int = 3, rewriter: QueryRewriter | None = None) -> Tool:
+    """The tool over `kb`; with a `rewriter`, a model first turns the query into precise search terms."""
+
     async def search_knowledge_base(query: str, context: ToolContext) -> dict[str, Any]:
         """Search the company's help articles and policies for the customer's question.
 
@@ -28,6 +31,8 @@ def knowledge_tool(kb: KnowledgeBase, *, k: int = 3) -> Tool:
         """
         principal = context.principal
         visibility = frozenset({"public", "internal"}) if principal.role in STAFF_ROLES else frozenset({"public"})
+        if rewriter is not None:
+            query = await rewriter.rewrite(query)
         result = await asyncio.to_thread(kb.search, query, principal.tenant, k=k, visibility=visibility)
         if not result.grounding.grounded:
             return {"grounded": False, "confidence": round(result.grounding.confidence, 3),
