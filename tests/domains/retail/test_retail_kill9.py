@@ -16,45 +16,24 @@ import json
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
-from concierge.domains.retail.backend.idempotency import idempotency_keys
 from concierge.domains.retail.generator import generate_store
-from concierge.domains.retail.store import create_schema, create_store_engine, export_db, import_db
+from concierge.domains.retail.store import create_schema, create_store_engine, import_db
 from concierge.testing.services import ServiceProcess
 from concierge.tools import SqlLedger
 
-from .test_retail_exactly_once import ACTIONS, BACKEND_MODULE, _one_application, _plans
+from .test_retail_exactly_once import ACTIONS, BACKEND_MODULE, Store, _one_application, _plans
 
 WORKER_MODULE = "concierge.testing.retail_worker"
 WORKER_TIMEOUT_S = 60
 MODES = ("kill_9", "no_crash")
 
 
-@dataclass
-class Store:
-    url: str
-    backend: ServiceProcess
-    plans: dict[str, list[dict[str, Any]]]
-
-    def export(self) -> dict[str, Any]:
-        engine = create_store_engine(self.url)
-        try:
-            return export_db(engine)
-        finally:
-            engine.dispose()
-
-    def keys(self) -> set[str]:
-        engine = create_store_engine(self.url)
-        try:
-            with engine.connect() as conn:
-                return {row.key for row in conn.execute(select(idempotency_keys.c.key))}
-        finally:
-            engine.dispose()
+def _keys(store: Store) -> set[str]:
+    return {record["key"] for record in store.key_records()}
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +93,7 @@ def test_one_effect_after_kill_9(store: Store, tmp_path, action: str, mode: str)
     db_url = f"sqlite:///{tmp_path / 'runtime.db'}"
     session = f"s-{action}-{mode}-{arguments['order_id'].lstrip('#')}"
     before = store.export()
-    keys_before = store.keys()
+    keys_before = _keys(store)
     expected = _one_application(before, action, arguments)
     call = {"name": action, "arguments": arguments}
 
@@ -127,7 +106,7 @@ def test_one_effect_after_kill_9(store: Store, tmp_path, action: str, mode: str)
         assert store.export() == expected
         crashed = _ledger(db_url, session)
         assert [(e["tool"], e["status"]) for e in crashed] == [(action, "attempted")]
-        assert store.keys() - keys_before == {crashed[0]["key"]}  # the store recorded the write's key
+        assert _keys(store) - keys_before == {crashed[0]["key"]}  # the store recorded the write's key
         restarted = _report(_worker(db_url, store, session, plan["user_id"], "Anything else?"))
         assert restarted["notices"], restarted  # the user is told what reconciliation found
         assert all(n in restarted["reply"] for n in restarted["notices"]), restarted
@@ -140,7 +119,7 @@ def test_one_effect_after_kill_9(store: Store, tmp_path, action: str, mode: str)
 
     assert [(e["tool"], e["status"]) for e in entries] == [(action, "succeeded")], entries
     assert entries[0]["result"]["order_id"] == arguments["order_id"]
-    new_keys = store.keys() - keys_before
+    new_keys = _keys(store) - keys_before
     assert new_keys == {entries[0]["key"]}  # one idempotency record: the store acted once
     after = store.export()
     assert after["orders"][arguments["order_id"]] == expected["orders"][arguments["order_id"]]
