@@ -12,9 +12,11 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from ..core.principal import Principal
 from ..runtime.agent import Agent
+from ..runtime.result import TurnResult
 from ..runtime.runtime import Runtime
 from ..runtime.sessions.sql import SqlSessionStore
 from ..tools.ledger.sql import SqlLedger
@@ -38,16 +40,20 @@ def build_runtime(db_url: str, service_url: str, script: Sequence[Step], *, ledg
     return Runtime(agent, store=SqlSessionStore(db_url), executor=executor)
 
 
-async def _main(args: argparse.Namespace) -> dict[str, object]:
+async def _main(args: argparse.Namespace) -> dict[str, Any]:
     script: list[Step] = ["Anything else I can do?"]
     if args.call:
         tool_name, account, amount = args.call.split(":")
         script = [call(tool_name, account=account, amount_cents=int(amount)), "Done."]
     runtime = build_runtime(args.db, args.service, script)
-    result = await runtime.turn(args.session, args.message, principal=PRINCIPAL)
+    return await turn_report(runtime, await runtime.turn(args.session, args.message, principal=PRINCIPAL))
+
+
+async def turn_report(runtime: Runtime, result: TurnResult) -> dict[str, Any]:
+    """What a crash-test worker prints: the turn's reply and the session's ledger as the DB has it."""
     ledger = runtime.executor.ledger  # type: ignore[attr-defined]
     return {"reply": result.reply, "stopped_by": result.stopped_by, "notices": list(result.notices),
-            "ledger": [e.to_dict() for e in await ledger.entries(args.session)]}
+            "ledger": [e.to_dict() for e in await ledger.entries(result.session_id)]}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -29,6 +29,7 @@ from ..runtime.sessions.sql import SqlSessionStore
 from ..tools.ledger.base import LedgerEntry
 from ..tools.ledger.sql import SqlLedger
 from ..tools.pipeline import TransactionalExecutor
+from .fault_worker import turn_report
 from .models import ScriptedModel, Step
 
 
@@ -57,10 +58,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     principal = Principal("customer", scopes=frozenset({"retail:write"}), customer_id=args.customer)
     async with httpx.AsyncClient(base_url=args.store, timeout=10.0) as client:
         runtime = build_runtime(args.db, client, script, die_after_effect=args.die_after_effect)
-        result = await runtime.turn(args.session, args.message, principal=principal)
-        ledger = runtime.executor.ledger  # type: ignore[attr-defined]
-        return {"reply": result.reply, "stopped_by": result.stopped_by, "notices": list(result.notices),
-                "ledger": [e.to_dict() for e in await ledger.entries(args.session)]}
+        return await turn_report(runtime, await runtime.turn(args.session, args.message, principal=principal))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
