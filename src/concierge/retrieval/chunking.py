@@ -86,8 +86,12 @@ def word_windows(words: list[str], max_words: int, overlap_words: int) -> Iterat
         start += step
 
 
-def chunk_document(doc: Document, *, max_words: int = 120, overlap_words: int = 30) -> list[Chunk]:
-    """Chunks of `doc` in order: one per short section, overlapping windows for long ones."""
+def chunk_document(doc: Document, *, max_words: int = 60, overlap_words: int = 15) -> list[Chunk]:
+    """Chunks of `doc` in order: one per short section, overlapping windows for long ones.
+
+    60 words is about one rule: on the retail knowledge base's labelled questions, shorter
+    passages gave all-MiniLM-L6-v2 clearer matches than 120-word ones without losing context.
+    """
     check_chunk_arguments(max_words, overlap_words)
     chunks: list[Chunk] = []
     for section in split_sections(doc.text, root=doc.title.strip()):

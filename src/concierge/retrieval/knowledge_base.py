@@ -29,6 +29,7 @@ from .ranking import (
     GroundingChecker,
     Reranker,
     Scored,
+    query_terms,
     reciprocal_rank_fusion,
 )
 from .store import ChunkStore, StoredChunk
@@ -235,7 +236,7 @@ class KnowledgeBase:
         candidates = [Candidate(chunk, similarity[key], bm25.get(key, 0.0), fused[key]) for key, chunk in chunks.items()]
         candidates.sort(key=lambda c: -c.fused)
         ranked = self.reranker.rerank(query, candidates[: self.candidates])
-        grounding = self.grounding.check(ranked)
+        grounding = self.grounding.check(ranked, self.store.term_weights(query_terms(query)))
         return SearchResult(query, tenant, [self._hit(s) for s in _spread(ranked)[:k]], grounding)
 
     def _fetch(self, keys: Sequence[int] | dict[int, float], tenant: str) -> dict[int, StoredChunk]:

@@ -7,6 +7,7 @@ query filters on the tenant here, whatever the vector index returned (defence in
 
 from __future__ import annotations
 
+import math
 import re
 import sqlite3
 import threading
@@ -39,6 +40,7 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE INDEX IF NOT EXISTS chunks_by_doc ON chunks (tenant, doc_id, version);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5 (text, content='chunks', content_rowid='key');
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_vocab USING fts5vocab (chunks_fts, 'row');
 """
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -159,6 +161,21 @@ class ChunkStore:
             f"SELECT c.key, -bm25(chunks_fts) AS score FROM chunks_fts JOIN chunks c ON c.key = chunks_fts.rowid "
             f"WHERE chunks_fts MATCH ? AND c.tenant = ? {latest} ORDER BY score DESC LIMIT ?", (match, tenant, limit))
         return [(k, float(s)) for k, s in rows]
+
+    def term_weights(self, terms: Iterable[str]) -> dict[str, float]:
+        """Inverse document frequency of each term over all chunks: rare words say more.
+
+        The counts come from the FTS index's vocabulary, so a lookup costs one indexed read per
+        term; a term no chunk contains gets the highest weight.
+        """
+        wanted = list(dict.fromkeys(terms))
+        if not wanted:
+            return {}
+        conn = self._connect()
+        total = conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        marks = ",".join("?" * len(wanted))
+        counts = dict(conn.execute(f"SELECT term, doc FROM chunks_vocab WHERE term IN ({marks})", wanted).fetchall())
+        return {t: math.log((total + 1) / (counts.get(t, 0) + 0.5)) for t in wanted}
 
     def vectors(self, tenants: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Every chunk's key and vector for these tenants: what a reindex builds from."""
