@@ -96,5 +96,6 @@ def search(
     g = result.grounding
     verdict = "[green]grounded[/]" if g.grounded else "[bold red]not grounded: the agent says it does not know[/]"
     console.print(f"grounding confidence {g.confidence:.2f}: {verdict} ({g.reason})")
+    console.print("[dim]signals: " + ", ".join(f"{name} {value:.2f}" for name, value in g.signals.items()) + "[/]")
     if g.grounded:
         console.print("citations: " + escape(", ".join(f"[{c}]" for c in result.citations[:3])))
