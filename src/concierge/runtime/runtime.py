@@ -19,7 +19,7 @@ from ..core.clock import Clock, SystemClock
 from ..core.errors import ModelError, ValidationError
 from ..core.messages import AssistantMessage, ToolCall, ToolResultMessage, UserMessage
 from ..core.principal import Principal, as_principal
-from ..llm.base import ToolChoice
+from ..llm.base import ModelResponse, TextDelta, ToolChoice
 from ..llm.tokens import EstimatingCounter, TokenCounter
 from ..tools.confirmation import question, settle_pending
 from ..tools.executor import DirectExecutor, ToolExecutor
@@ -27,6 +27,7 @@ from ..tools.outcome import ToolOutcome, error_message
 from ..tools.tool import ToolContext
 from .agent import Agent
 from .context import ContextBuilder, ModelSummarizer, Summarizer, TokenTally
+from .events import TurnEvent, TurnObserver
 from .locks import SessionLocks
 from .loop_guard import BLOCKED, LoopGuard, repeated_success
 from .result import TurnResult, TurnState
@@ -82,10 +83,12 @@ class Runtime:
             await recover(self.agent.registry)
         self._recovered = True
 
-    async def turn(self, session_id: str, user_message: str, principal: Principal | str = "anonymous") -> TurnResult:
+    async def turn(self, session_id: str, user_message: str, principal: Principal | str = "anonymous", *,
+                   observer: TurnObserver | None = None) -> TurnResult:
         """Handle one user message; messages for the same session run one at a time, in arrival order.
 
-        `principal` comes from authentication: its scopes decide which tools may run.
+        `principal` comes from authentication: its scopes decide which tools may run. `observer`
+        receives the turn's events as they happen (tokens, tool calls, confirmation requests).
         """
         _validate_turn_input(session_id, user_message, principal)
         principal = as_principal(principal)
@@ -97,7 +100,7 @@ class Runtime:
                 store = self.store
                 session = await store.load(session_id) or await store.create(session_id, self.clock.now())
                 state = TurnState(session_id, principal, [UserMessage(user_message)],
-                                  window_start=session.window_start, summary=session.summary)
+                                  window_start=session.window_start, summary=session.summary, observer=observer)
                 notices = getattr(self.executor, "notices", None)
                 if notices is not None:
                     state.notices = await notices(session_id)
@@ -171,6 +174,10 @@ class Runtime:
                 if state.escalation is not None:
                     return self._escalate(state), "escalated"
             if state.pending:
+                if state.observer is not None:
+                    await state.observer(TurnEvent("confirmation_requested", {"actions": [
+                        {"id": a.id, "tool": a.tool, "arguments": a.arguments, "description": a.describe()}
+                        for a in state.pending]}))
                 return question(state.pending), "awaiting_confirmation"
         return self._handoff(session, state), "max_steps"
 
@@ -196,9 +203,12 @@ class Runtime:
         agent = self.agent
         with SpanScope(self.tracer, "llm.complete") as span:
             started = time.perf_counter()
-            response = await agent.model.complete(
-                messages, tools=self._specs, tool_choice=tool_choice, settings=agent.model_settings
-            )
+            if state.observer is None:
+                response = await agent.model.complete(
+                    messages, tools=self._specs, tool_choice=tool_choice, settings=agent.model_settings
+                )
+            else:
+                response = await self._stream_model(messages, tool_choice, state.observer)
             latency_ms = (time.perf_counter() - started) * 1000
             usage = response.usage
             span.set_attributes({  # one call: the SDK takes the span's lock once per call
@@ -213,6 +223,19 @@ class Runtime:
                                      usage.input_tokens, usage.output_tokens, usage.cost_usd))
         return response
 
+    async def _stream_model(self, messages, tool_choice, observer: TurnObserver) -> ModelResponse:
+        """The model's answer through `stream()`, each piece of text passed to the observer."""
+        response: ModelResponse | None = None
+        async for event in self.agent.model.stream(messages, tools=self._specs, tool_choice=tool_choice,
+                                                   settings=self.agent.model_settings):
+            if isinstance(event, TextDelta):
+                await observer(TurnEvent("token", {"text": event.text}))
+            else:
+                response = event.response
+        if response is None:
+            raise ModelError(f"{self.agent.model.name} ended its stream without a response")
+        return response
+
     async def _run_tool(self, call: ToolCall, context: ToolContext, guard: LoopGuard, state: TurnState) -> bool:
         """Run one call and record its result; False when it was a repeat that was not executed."""
         tool = self.agent.registry._tools.get(call.name)  # direct dict lookup: hot path
@@ -223,6 +246,9 @@ class Runtime:
             state.steps.append(TraceStep("tool", call.name, call.arguments, note[:SUMMARY_CHARS], 0.0,
                                          error=REPEATED))
             return False
+        if state.observer is not None:
+            await state.observer(TurnEvent("tool_started", {"id": call.id, "name": call.name,
+                                                            "arguments": call.arguments}))
         with SpanScope(self.tracer, "tool.execute", {"concierge.tool": call.name}) as span:
             started = time.perf_counter()
             if tool is None:
@@ -238,6 +264,10 @@ class Runtime:
             if outcome.error is not None:
                 span.set_attribute("concierge.tool.status", outcome.status)
                 span.set_attribute("concierge.tool.error", outcome.error[:SUMMARY_CHARS])
+        if state.observer is not None:
+            await state.observer(TurnEvent("tool_finished", {
+                "id": call.id, "name": call.name, "status": "pending" if outcome.pending else outcome.status,
+                "latency_ms": round(latency_ms, 3), "error": outcome.error}))
         if outcome.pending is not None:
             state.pending.append(outcome.pending)
         elif outcome.error is not None and tool is not None and tool.writes and outcome.error is not BLOCKED:

@@ -6,15 +6,17 @@ so a test double can react to the conversation it is given. Both record what the
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import itertools
-from collections.abc import Awaitable, Callable, Sequence
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from ..core.messages import AssistantMessage, Message, ToolCall, message_text
 from ..core.usage import Usage
-from ..llm.base import ModelResponse, ModelSettings, StreamingFromComplete, ToolChoice, ToolSpec
+from ..llm.base import ModelResponse, ModelSettings, StreamDone, StreamEvent, TextDelta, ToolChoice, ToolSpec
 from ..llm.tokens import EstimatingCounter
 
 # A step is: final text (str), one or more tool calls, a whole AssistantMessage or ModelResponse.
@@ -91,8 +93,12 @@ def _to_response(
     return ModelResponse(message, usage, model, "tool_calls" if message.tool_calls else "stop")
 
 
-class FunctionModel(StreamingFromComplete):
-    """Each call asks `fn(messages, tools)` (sync or async) for the next step."""
+class FunctionModel:
+    """Each call asks `fn(messages, tools)` (sync or async) for the next step.
+
+    `stream()` sends the text word by word, `token_delay_s` apart, so streaming front ends can be
+    tested with a double that streams like a real model.
+    """
 
     def __init__(
         self,
@@ -100,8 +106,12 @@ class FunctionModel(StreamingFromComplete):
         *,
         name: str = "function-model",
         record: bool = True,
+        token_delay_s: float = 0.0,
     ) -> None:
+        if not isinstance(token_delay_s, int | float) or isinstance(token_delay_s, bool) or token_delay_s < 0:
+            raise ValueError(f"token_delay_s must be a number >= 0, got {token_delay_s!r}")
         self.name = name
+        self.token_delay_s = float(token_delay_s)
         self._fn = fn
         self._is_async = inspect.iscoroutinefunction(fn)
         self._record = record
@@ -124,14 +134,31 @@ class FunctionModel(StreamingFromComplete):
             step = await step  # type: ignore[misc]
         return _to_response(step, messages, self.name, self._memo)  # type: ignore[arg-type]
 
+    async def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        tools: Sequence[ToolSpec] = (),
+        tool_choice: ToolChoice = "auto",
+        response_format: dict[str, Any] | None = None,
+        settings: ModelSettings | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        response = await self.complete(messages, tools=tools, tool_choice=tool_choice,
+                                       response_format=response_format, settings=settings)
+        for piece in re.findall(r"\S+\s*|\s+", response.message.content or ""):
+            if self.token_delay_s:
+                await asyncio.sleep(self.token_delay_s)
+            yield TextDelta(piece)
+        yield StreamDone(response)
+
 
 class ScriptedModel(FunctionModel):
     """Plays `steps` in order; running out of steps is a test failure, said plainly."""
 
-    def __init__(self, steps: Sequence[Step], *, name: str = "scripted-model") -> None:
+    def __init__(self, steps: Sequence[Step], *, name: str = "scripted-model", token_delay_s: float = 0.0) -> None:
         self._steps = list(steps)
         self._next = 0
-        super().__init__(self._play, name=name)
+        super().__init__(self._play, name=name, token_delay_s=token_delay_s)
 
     def _play(self, messages: Sequence[Message], tools: Sequence[ToolSpec]) -> Step:
         if self._next >= len(self._steps):
