@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from concierge import Agent, Runtime, tool
+from concierge.core import Principal
 from concierge.runtime.events import TurnEvent
 from concierge.testing import ScriptedModel, call
-from concierge.tools.pipeline import TransactionalExecutor
 from concierge.tools.ledger import InMemoryLedger
-from concierge.core import Principal
+from concierge.tools.pipeline import TransactionalExecutor
 
 
 @tool
