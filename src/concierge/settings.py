@@ -60,6 +60,21 @@ class TracingConfig(_Section):
     service_name: str = "concierge"
 
 
+class ServeConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    # Rate limits and session locks shared by workers; without it both are per process.
+    redis_url: str | None = None
+    # A tenant whose users the web pages can sign in as (POST /v1/demo/login); off when empty.
+    demo_tenant: str | None = "demo"
+    drain_timeout_s: float = Field(30.0, gt=0)
+    webhook_tolerance_s: int = Field(300, ge=1, le=3600)
+    # A test double instead of [model], for load tests and multi-worker tests: "echo:MS" answers
+    # with the user's words after MS milliseconds.
+    test_model: str | None = Field(None, pattern=r"^echo(:\d{1,6})?$")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CONCIERGE_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -69,6 +84,7 @@ class Settings(BaseSettings):
     limits: LimitsConfig = LimitsConfig()
     sessions: SessionsConfig = SessionsConfig()
     tracing: TracingConfig = TracingConfig()
+    serve: ServeConfig = ServeConfig()
     # USD per million tokens: {"gpt-4o-mini": [0.15, 0.6]}.
     prices: dict[str, tuple[float, float]] = {}
 

@@ -172,3 +172,23 @@ class ScriptedModel(FunctionModel):
     @property
     def remaining(self) -> int:
         return len(self._steps) - self._next
+
+
+class EchoModel(FunctionModel):
+    """Answers with the user's last words after `delay_s`: a model whose only cost is its latency.
+
+    For load tests and multi-worker tests, where what matters is what the platform adds around
+    a model call that takes a known time.
+    """
+
+    def __init__(self, delay_s: float = 0.0, *, name: str = "echo-model", token_delay_s: float = 0.0) -> None:
+        if not isinstance(delay_s, int | float) or isinstance(delay_s, bool) or delay_s < 0:
+            raise ValueError(f"delay_s must be a number >= 0, got {delay_s!r}")
+        self.delay_s = float(delay_s)
+        super().__init__(self._echo, name=name, record=False, token_delay_s=token_delay_s)
+
+    async def _echo(self, messages: Sequence[Message], tools: Sequence[ToolSpec]) -> Step:
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        last = next((m for m in reversed(messages) if getattr(m, "role", None) == "user"), None)
+        return f"You said: {message_text(last) if last is not None else ''}"

@@ -1,0 +1,1 @@
+"""HTTP and WebSocket serving: the platform's front door."""

@@ -1,0 +1,295 @@
+"""The FastAPI application: REST, WebSocket streaming, signed webhooks, health, and the web pages.
+
+Identity is settled here, before the agent sees a token: every route authenticates the caller
+(an API key or an end user's JWT), the session is looked up inside the caller's tenant, and the
+principal the tools are checked against comes from that authentication, never from the model.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+
+from .._version import __version__
+from ..core.errors import ConciergeError, ValidationError
+from ..core.principal import Principal
+from ..runtime.events import TurnEvent
+from .auth import Caller, Forbidden, Unauthenticated, issue_jwt, scopes_for
+from .errors import ApiError, error_body, install_error_handlers, status_of
+from .service import TurnService
+from .webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify
+
+UI = Path(__file__).parent / "ui"
+MAX_TEXT = 32_000
+SessionId = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_.@-]{1,100}$", description="The session's id.")]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MessageIn(_Body):
+    text: str = Field(min_length=1, max_length=MAX_TEXT, description="What the user says.")
+
+
+class SessionIn(_Body):
+    session_id: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,100}$")
+    user_id: str | None = Field(None, min_length=1, max_length=255,
+                                description="The end user (service keys only); default: the caller.")
+
+
+class WebhookIn(_Body):
+    session_id: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,100}$")
+    user_id: str = Field(min_length=1, max_length=255)
+    text: str = Field(min_length=1, max_length=MAX_TEXT)
+
+
+class DemoLoginIn(_Body):
+    user_id: str = Field("demo-customer", pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
+    role: str = Field("customer", pattern=r"^(customer|operator)$")
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    # When set, POST /v1/demo/login hands out tokens for this tenant (the web pages' sign-in).
+    demo_tenant: str | None = None
+    webhook_tolerance_s: int = 300
+
+
+def _token(authorization: str | None, api_key: str | None) -> str:
+    if api_key:
+        return api_key.strip()
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        raise Unauthenticated("the Authorization header must be 'Bearer <API key or token>'")
+    raise Unauthenticated("missing credentials", hint="send 'Authorization: Bearer <API key or token>'")
+
+
+async def authenticated(request: Request, authorization: Annotated[str | None, Header()] = None,
+                        x_api_key: Annotated[str | None, Header()] = None) -> Caller:
+    """The caller, from `Authorization: Bearer <API key or JWT>` or `X-API-Key`."""
+    service: TurnService = request.app.state.service
+    return await service.tenants.authenticate(_token(authorization, x_api_key))
+
+
+Auth = Annotated[Caller, Depends(authenticated)]
+
+
+def create_app(service: TurnService, options: ServeOptions | None = None, *,
+               startup: Callable[[], Awaitable[None]] | None = None,
+               shutdown: Callable[[], Awaitable[None]] | None = None) -> FastAPI:
+    """The app around `service`; `startup`/`shutdown` run once per worker around serving."""
+    options = options or ServeOptions()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if startup is not None:
+            await startup()
+        await service.runtime.recover()
+        yield
+        await service.drain()  # running turns finish before the worker exits
+        if shutdown is not None:
+            await shutdown()
+
+    app = FastAPI(title="concierge", version=__version__, lifespan=lifespan,
+                  description="Customer-service agents that act correctly: sessions, streaming, webhooks.")
+    install_error_handlers(app)
+    app.state.service = service
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, Any]:
+        """Liveness: the process answers."""
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> Any:
+        """Readiness: not draining, and the database answers."""
+        if service.draining:
+            return JSONResponse(error_body("draining", "this worker is shutting down"), status_code=503)
+        try:
+            await service.tenants.list_tenants()
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            return JSONResponse(error_body("unavailable", f"database: {type(exc).__name__}"), status_code=503)
+        return {"status": "ready", "running_turns": service.running}
+
+    @app.get("/v1/me", tags=["sessions"])
+    async def me(who: Auth) -> dict[str, Any]:
+        """Who the credentials say the caller is."""
+        return {"kind": who.kind, **who.principal.to_dict()}
+
+    @app.get("/v1/sessions", tags=["sessions"])
+    async def list_sessions(who: Auth, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
+        """The tenant's sessions, newest first; end users see only their own."""
+        mine = None if who.can("sessions:read") else who.user_id
+        items = await service.sessions.list(who.tenant, user_id=mine, limit=limit)
+        return {"sessions": [s.to_dict() for s in items]}
+
+    @app.post("/v1/sessions", status_code=201, tags=["sessions"])
+    async def create_session(who: Auth, body: SessionIn) -> dict[str, Any]:
+        """Open a session; its id is the client's (a chat tab, a ticket number)."""
+        return (await service.create_session(who, body.session_id, body.user_id)).to_dict()
+
+    @app.get("/v1/sessions/{session_id}", tags=["sessions"])
+    async def get_session(who: Auth, session_id: SessionId) -> dict[str, Any]:
+        """The whole conversation and the actions waiting for confirmation."""
+        return await service.history(who, session_id)
+
+    @app.post("/v1/sessions/{session_id}/messages", tags=["sessions"])
+    async def post_message(who: Auth, session_id: SessionId, body: MessageIn) -> dict[str, Any]:
+        """Send a message and wait for the agent's reply (use the WebSocket to stream it)."""
+        return await service.answer(who, session_id, body.text)
+
+    @app.post("/v1/sessions/{session_id}/actions/{action_id}/confirm", tags=["sessions"])
+    async def confirm(who: Auth, session_id: SessionId,
+                      action_id: Annotated[str, PathParam(min_length=1, max_length=100)]) -> dict[str, Any]:
+        """Confirm the pending action: it runs exactly as it was shown."""
+        return await service.answer(who, session_id, "yes", action_id=action_id)
+
+    @app.post("/v1/sessions/{session_id}/actions/{action_id}/decline", tags=["sessions"])
+    async def decline(who: Auth, session_id: SessionId,
+                      action_id: Annotated[str, PathParam(min_length=1, max_length=100)]) -> dict[str, Any]:
+        """Decline the pending action: nothing is done."""
+        return await service.answer(who, session_id, "no", action_id=action_id)
+
+    @app.get("/v1/sessions/{session_id}/turns", tags=["console"])
+    async def turns(who: Auth, session_id: SessionId) -> dict[str, Any]:
+        """Each turn's steps with start offsets and latencies: the trace waterfall."""
+        info = await service.session(who, session_id)
+        return {"session_id": session_id, "turns": await service.sessions.turns(info.tenant, session_id)}
+
+    @app.get("/v1/sessions/{session_id}/ledger", tags=["console"])
+    async def ledger(who: Auth, session_id: SessionId) -> dict[str, Any]:
+        """The tool ledger (what was done to the world) and the refusals (scopes, preconditions)."""
+        return await service.ledger(who, session_id)
+
+    @app.post("/v1/webhooks/{tenant}", tags=["webhooks"])
+    async def webhook(request: Request, tenant: Annotated[str, PathParam(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")],
+                      signature: Annotated[str | None, Header(alias=SIGNATURE_HEADER)] = None,
+                      delivery: Annotated[str | None, Header(alias=DELIVERY_HEADER)] = None) -> dict[str, Any]:
+        """A message from a channel, signed with the tenant's webhook secret; redeliveries run once."""
+        record = await service.tenants.get_tenant(tenant)
+        if record is None:
+            raise Unauthenticated("unknown webhook tenant or bad signature")
+        raw = await request.body()
+        verify([record.webhook_secret], signature, raw, now=time.time(), tolerance_s=options.webhook_tolerance_s)
+        if not delivery:
+            raise ValidationError(f"the {DELIVERY_HEADER} header is required", hint="a unique id per delivery")
+        try:
+            body = WebhookIn.model_validate_json(raw)
+        except ValueError as exc:
+            raise ValidationError(f"invalid webhook body: {str(exc).splitlines()[0]}") from None
+        claim = await service.deliveries.claim(tenant, delivery)
+        if not claim.first:
+            if claim.status != "done":
+                raise ApiError(409, "in_progress", "this delivery is being processed", hint="retry later")
+            return {**(claim.result or {}), "duplicate": True}
+        principal = Principal(body.user_id, tenant=tenant, role="customer", scopes=scopes_for("customer"))
+        who = Caller(principal, "api_key")
+        try:
+            info = await service.sessions.open(tenant, body.session_id, body.user_id, datetime.now(UTC))
+            service_caller_check(who, info)
+            result = await service.run(who, info, body.text)
+        except BaseException:
+            await service.deliveries.release(tenant, delivery)
+            raise
+        await service.deliveries.complete(tenant, delivery, result)
+        return {**result, "duplicate": False}
+
+    @app.post("/v1/demo/login", tags=["demo"])
+    async def demo_login(body: DemoLoginIn) -> dict[str, Any]:
+        """A signed-in demo user (only when the server runs with a demo tenant)."""
+        if options.demo_tenant is None:
+            raise ApiError(404, "not_found", "demo sign-in is off", hint="start the server with --demo")
+        config = await service.tenants.jwt_config(options.demo_tenant)
+        token = issue_jwt(config, subject=body.user_id, role=body.role)
+        return {"token": token, "tenant": options.demo_tenant, "user_id": body.user_id, "role": body.role}
+
+    @app.websocket("/v1/sessions/{session_id}/stream")
+    async def stream(websocket: WebSocket, session_id: str, token: str = "") -> None:
+        """Send {"type": "message", "text"} or {"type": "confirm"|"decline", "action_id"}; events stream back."""
+        await websocket.accept()
+        try:
+            who = await service.tenants.authenticate(token)
+            await service.session(who, session_id)
+        except ConciergeError as exc:
+            status, code = status_of(exc)
+            await websocket.send_json({"type": "error", "status": status, **error_body(code, exc.message)})
+            await websocket.close(code=4000 + status)
+            return
+        await websocket.send_json({"type": "ready", "session_id": session_id})
+
+        async def forward(event: TurnEvent) -> None:
+            await websocket.send_json(event.to_dict())
+
+        try:
+            while True:
+                raw = await websocket.receive_text()
+                try:
+                    text, action_id = _ws_request(raw)
+                    result = await service.answer(who, session_id, text, action_id=action_id, observer=forward)
+                except ConciergeError as exc:
+                    status, code = status_of(exc)
+                    extra = {"retry_after_s": exc.retry_after_s} if hasattr(exc, "retry_after_s") else {}
+                    await websocket.send_json({"type": "error", "status": status,
+                                               **error_body(code, exc.message, exc.hint, **extra)})
+                    continue
+                await websocket.send_json({"type": "turn_finished", **result})
+        except WebSocketDisconnect:
+            return
+
+    if UI.is_dir():
+        app.mount("/ui", StaticFiles(directory=UI), name="ui")
+
+        @app.get("/", include_in_schema=False)
+        async def home() -> RedirectResponse:
+            return RedirectResponse("/chat")
+
+        @app.get("/chat", include_in_schema=False)
+        async def chat_page() -> FileResponse:
+            return FileResponse(UI / "chat.html")
+
+        @app.get("/console", include_in_schema=False)
+        async def console_page() -> FileResponse:
+            return FileResponse(UI / "console.html")
+
+    return app
+
+
+def service_caller_check(who: Caller, info: Any) -> None:
+    """A webhook speaks for the user it names: that user must own the session."""
+    if info.user_id != who.user_id:
+        raise Forbidden("this session belongs to another user")
+
+
+def _ws_request(raw: str) -> tuple[str, str | None]:
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ValidationError("WebSocket messages must be JSON", hint='{"type": "message", "text": "..."}') from None
+    kind = data.get("type") if isinstance(data, dict) else None
+    if kind == "message":
+        text = data.get("text")
+        if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT:
+            raise ValidationError(f"text must be 1 to {MAX_TEXT} characters")
+        return text, None
+    if kind in ("confirm", "decline"):
+        action_id = data.get("action_id")
+        if not isinstance(action_id, str) or not action_id:
+            raise ValidationError("action_id is required to confirm or decline")
+        return ("yes" if kind == "confirm" else "no"), action_id
+    raise ValidationError(f"unknown message type {kind!r}", hint="use 'message', 'confirm' or 'decline'")
+

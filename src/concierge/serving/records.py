@@ -1,0 +1,190 @@
+"""What the server knows about sessions beyond the conversation: owner, tenant and each turn's trace.
+
+The runtime's session store keeps the conversation; this directory keeps who may see it and a
+record of every turn (steps with their latencies, the reply, why it stopped), which is what the
+operator console lists and draws. Session ids are chosen by clients, so inside the runtime a
+session is named `tenant:id`: two tenants using the same id never share a conversation.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from ..core.errors import ValidationError
+from ..core.sqldb import SqlBacked, UTCDateTime
+from ..runtime.result import TurnResult, step_to_dict
+
+SESSION_ID = re.compile(r"^[A-Za-z0-9_.@-]{1,100}$")
+
+metadata = MetaData()
+
+sessions_table = Table(
+    "serving_sessions",
+    metadata,
+    Column("tenant", String(64), primary_key=True),
+    Column("session_id", String(128), primary_key=True),
+    Column("user_id", String(255), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("turns", Integer, nullable=False),
+    Column("last_message", Text, nullable=False),
+    Column("last_reply", Text, nullable=False),
+    Column("status", String(32), nullable=False),
+    Index("ix_serving_sessions_updated", "tenant", "updated_at"),
+)
+
+turns_table = Table(
+    "serving_turns",
+    metadata,
+    Column("tenant", String(64), primary_key=True),
+    Column("session_id", String(128), primary_key=True),
+    Column("turn_no", Integer, primary_key=True),
+    Column("user_id", String(255), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("reply", Text, nullable=False),
+    Column("stopped_by", String(32), nullable=True),
+    Column("trace_id", String(64), nullable=False),
+    Column("steps", JSON, nullable=False),
+    Column("usage", JSON, nullable=False),
+)
+
+
+def check_session_id(session_id: object) -> str:
+    if not isinstance(session_id, str) or not SESSION_ID.match(session_id):
+        raise ValidationError(f"invalid session id {str(session_id)[:120]!r}",
+                              hint="1-100 characters: letters, digits, '_', '.', '@' or '-'")
+    return session_id
+
+
+def runtime_session_id(tenant: str, session_id: str) -> str:
+    """The runtime's name for a tenant's session: tenants never share one."""
+    return f"{tenant}:{check_session_id(session_id)}"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    tenant: str
+    session_id: str
+    user_id: str
+    created_at: datetime
+    updated_at: datetime
+    turns: int
+    last_message: str
+    last_reply: str
+    status: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"session_id": self.session_id, "user_id": self.user_id, "created_at": self.created_at.isoformat(),
+                "updated_at": self.updated_at.isoformat(), "turns": self.turns, "last_message": self.last_message,
+                "last_reply": self.last_reply, "status": self.status}
+
+
+def turn_steps(result: TurnResult) -> list[dict[str, Any]]:
+    """The turn's steps with their start offsets: steps run one after another, so offsets add up."""
+    offset, steps = 0.0, []
+    for step in result.steps:
+        steps.append({**step_to_dict(step), "start_ms": round(offset, 3)})
+        offset += step.latency_ms
+    return steps
+
+
+class SessionDirectory(SqlBacked):
+    """Owners of sessions and the record of their turns, in the sessions' database."""
+
+    metadata = metadata
+    what = "session directory"
+
+    async def get(self, tenant: str, session_id: str) -> SessionInfo | None:
+        await self._ensure_schema()
+        query = select(sessions_table).where(sessions_table.c.tenant == tenant,
+                                             sessions_table.c.session_id == session_id)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else SessionInfo(**row._mapping)
+
+    async def create(self, tenant: str, session_id: str, user_id: str, now: datetime) -> SessionInfo | None:
+        """A new session owned by `user_id`, or None if the tenant already has one with this id."""
+        await self._ensure_schema()
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(sessions_table).values(
+                    tenant=tenant, session_id=session_id, user_id=user_id, created_at=now, updated_at=now, turns=0,
+                    last_message="", last_reply="", status="new"))
+        except IntegrityError:
+            return None
+        return await self.get(tenant, session_id)
+
+    async def open(self, tenant: str, session_id: str, user_id: str, now: datetime) -> SessionInfo:
+        """The session, created for `user_id` if new (two workers racing create it once)."""
+        existing = await self.get(tenant, session_id)
+        if existing is not None:
+            return existing
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(sessions_table).values(
+                    tenant=tenant, session_id=session_id, user_id=user_id, created_at=now, updated_at=now, turns=0,
+                    last_message="", last_reply="", status="new"))
+        except IntegrityError:
+            pass
+        info = await self.get(tenant, session_id)
+        assert info is not None
+        return info
+
+    async def list(self, tenant: str, *, user_id: str | None = None, limit: int = 100) -> list[SessionInfo]:
+        await self._ensure_schema()
+        query = select(sessions_table).where(sessions_table.c.tenant == tenant)
+        if user_id is not None:
+            query = query.where(sessions_table.c.user_id == user_id)
+        query = query.order_by(sessions_table.c.updated_at.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [SessionInfo(**row._mapping) for row in rows]
+
+    async def record_turn(self, tenant: str, session_id: str, user_id: str, message: str, result: TurnResult,
+                          started_at: datetime, latency_ms: float) -> int:
+        """Append the turn's record and update the session's summary row; returns the turn number."""
+        await self._ensure_schema()
+        status = result.stopped_by or "answered"
+        usage = {"input_tokens": result.usage.input_tokens, "output_tokens": result.usage.output_tokens,
+                 "cost_usd": result.usage.cost_usd}
+        where = (sessions_table.c.tenant == tenant, sessions_table.c.session_id == session_id)
+        async with self.engine.begin() as conn:
+            # Increment first: the row lock orders concurrent records of one session.
+            await conn.execute(update(sessions_table).where(*where).values(
+                turns=sessions_table.c.turns + 1, updated_at=started_at, last_message=message[:500],
+                last_reply=result.reply[:500], status=status))
+            turn_no = (await conn.execute(select(sessions_table.c.turns).where(*where))).scalar_one()
+            await conn.execute(insert(turns_table).values(
+                tenant=tenant, session_id=session_id, turn_no=turn_no, user_id=user_id, started_at=started_at,
+                latency_ms=latency_ms, message=message, reply=result.reply, stopped_by=result.stopped_by,
+                trace_id=result.trace_id, steps=turn_steps(result), usage=usage))
+        return turn_no
+
+    async def turns(self, tenant: str, session_id: str) -> list[dict[str, Any]]:
+        await self._ensure_schema()
+        query = select(turns_table).where(turns_table.c.tenant == tenant, turns_table.c.session_id == session_id)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query.order_by(turns_table.c.turn_no))).all()
+        return [{**{k: v for k, v in row._mapping.items() if k not in ("tenant", "session_id", "started_at")},
+                 "started_at": row.started_at.isoformat()} for row in rows]

@@ -1,0 +1,91 @@
+"""Build the server from settings: the retail agent, the stores in the sessions' database, Redis parts.
+
+`concierge serve` calls `build_app`; with several workers uvicorn imports `app_from_env`, which
+reads the same settings (file and `CONCIERGE_*` variables) in each worker process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from ..core.errors import ConfigError
+from ..llm.base import ChatModel
+from ..runtime.runtime import Runtime
+from ..settings import Settings, load_settings
+from .app import ServeOptions, create_app
+from .ratelimit import limiter_from_url
+from .records import SessionDirectory
+from .routing import locks_from_url
+from .service import TurnService
+from .tenants import TenantDirectory
+from .webhooks import DeliveryLog
+
+logger = logging.getLogger(__name__)
+STORES = Path(".concierge/stores")
+CONFIG_ENV = "CONCIERGE_CONFIG_FILE"
+
+
+def test_model(spec: str) -> ChatModel:
+    """The test double a `serve.test_model` spec names ("echo" or "echo:MS")."""
+    from ..testing.models import EchoModel
+
+    _, _, millis = spec.partition(":")
+    return EchoModel(int(millis or 0) / 1000)
+
+
+def build_app(settings: Settings, *, model: ChatModel | None = None) -> FastAPI:
+    """The whole server for `settings`; `model` replaces the configured one (tests)."""
+    from ..domains.retail.agent import make_retail_agent
+    from ..domains.retail.demo import open_demo_store, store_client
+    from ..factory import build_executor, build_model, build_store, build_tracer
+
+    url = settings.sessions.url
+    if url == "memory":
+        raise ConfigError("the server keeps tenants and sessions in a database, not in memory",
+                          hint="set [sessions] url to a SQLite file or a PostgreSQL URL")
+    serve = settings.serve
+    if model is None:
+        model = test_model(serve.test_model) if serve.test_model else build_model(settings)
+    engine = open_demo_store(STORES)
+    client = store_client(engine)
+    agent = make_retail_agent(model, client)
+    runtime = Runtime(agent, store=build_store(settings), executor=build_executor(settings),
+                      tracer=build_tracer(settings), locks=locks_from_url(serve.redis_url))  # type: ignore[arg-type]
+    tenants = TenantDirectory(url)
+    service = TurnService(runtime, tenants, SessionDirectory(url), DeliveryLog(url),
+                          limiter_from_url(serve.redis_url), drain_timeout_s=serve.drain_timeout_s)
+
+    async def startup() -> None:
+        if serve.demo_tenant and await tenants.get_tenant(serve.demo_tenant) is None:
+            try:
+                await tenants.create_tenant(serve.demo_tenant)
+            except Exception:  # noqa: BLE001 - another worker created it first
+                if await tenants.get_tenant(serve.demo_tenant) is None:
+                    raise
+
+    async def shutdown() -> None:
+        await service.limiter.close()
+        close_locks = getattr(runtime.locks, "close", None)
+        if close_locks is not None:
+            await close_locks()
+        await runtime.store.close()
+        ledger_close = getattr(getattr(runtime.executor, "ledger", None), "close", None)
+        if ledger_close is not None:
+            await ledger_close()
+        for store in (tenants, service.sessions, service.deliveries):
+            await store.close()
+        await client.aclose()
+        engine.dispose()
+
+    options = ServeOptions(demo_tenant=serve.demo_tenant, webhook_tolerance_s=serve.webhook_tolerance_s)
+    return create_app(service, options, startup=startup, shutdown=shutdown)
+
+
+def app_from_env() -> FastAPI:
+    """The uvicorn factory for multi-worker serving: settings from the file named in the environment."""
+    path = os.environ.get(CONFIG_ENV)
+    return build_app(load_settings(Path(path) if path else None))

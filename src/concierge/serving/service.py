@@ -1,0 +1,156 @@
+"""What every entry point does before and after a turn: access, rate limits, draining, the record.
+
+REST, WebSocket and webhooks all come here, so a rule (a tenant never sees another's sessions,
+a caller over its rate gets 429, a draining worker takes no new turns) holds for all three.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ..core.messages import message_to_dict
+from ..runtime.events import TurnObserver
+from ..runtime.result import TurnResult
+from ..runtime.runtime import Runtime
+from ..tools.confirmation import pending_actions
+from .auth import Caller, Forbidden, NotFound, check_session_access
+from .errors import ApiError, RateLimited
+from .ratelimit import Rate, RateLimiter
+from .records import SessionDirectory, SessionInfo, check_session_id, runtime_session_id, turn_steps
+from .tenants import TenantDirectory
+from .webhooks import DeliveryLog
+
+
+def turn_to_dict(session_id: str, result: TurnResult) -> dict[str, Any]:
+    return {
+        "session_id": session_id, "reply": result.reply, "stopped_by": result.stopped_by,
+        "pending_actions": [{"id": a.id, "tool": a.tool, "arguments": a.arguments, "description": a.describe()}
+                            for a in result.pending_actions],
+        "steps": turn_steps(result), "trace_id": result.trace_id,
+        "usage": {"input_tokens": result.usage.input_tokens, "output_tokens": result.usage.output_tokens,
+                  "cost_usd": result.usage.cost_usd},
+    }
+
+
+@dataclass
+class TurnService:
+    runtime: Runtime
+    tenants: TenantDirectory
+    sessions: SessionDirectory
+    deliveries: DeliveryLog
+    limiter: RateLimiter
+    drain_timeout_s: float = 30.0
+    draining: bool = False
+    _running: int = 0
+    _idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    # access
+    async def session(self, caller: Caller, session_id: str) -> SessionInfo:
+        """The caller's view of a session: 404 outside its tenant or if absent, 403 for another user's."""
+        check_session_id(session_id)
+        info = await self.sessions.get(caller.tenant, session_id)
+        if info is None:
+            raise NotFound("session not found")
+        check_session_access(caller, info.tenant, info.user_id)
+        return info
+
+    async def create_session(self, caller: Caller, session_id: str, user_id: str | None = None) -> SessionInfo:
+        check_session_id(session_id)
+        if not (caller.can("sessions:own") or caller.can("sessions:write")):
+            raise Forbidden("this role cannot open sessions")
+        if user_id is not None and user_id != caller.user_id and not caller.can("sessions:write"):
+            raise Forbidden("only a service key may open a session for another user")
+        info = await self.sessions.create(caller.tenant, session_id, user_id or caller.user_id, _now())
+        if info is None:
+            raise ApiError(409, "conflict", f"session {session_id!r} already exists",
+                           hint="send messages to it, or pick another id")
+        return info
+
+    async def history(self, caller: Caller, session_id: str) -> dict[str, Any]:
+        info = await self.session(caller, session_id)
+        stored = await self.runtime.store.load(runtime_session_id(info.tenant, session_id))
+        messages = [message_to_dict(m) for m in stored.history] if stored else []
+        pending = [{"id": a.id, "tool": a.tool, "arguments": a.arguments, "description": a.describe()}
+                   for a in pending_actions(stored.state)] if stored else []
+        return {**info.to_dict(), "messages": messages, "pending_actions": pending}
+
+    async def ledger(self, caller: Caller, session_id: str) -> dict[str, Any]:
+        info = await self.session(caller, session_id)
+        if not caller.can("ledger:read") and not caller.can("sessions:own"):
+            raise Forbidden("this role cannot read the ledger")
+        ledger = getattr(self.runtime.executor, "ledger", None)
+        name = runtime_session_id(info.tenant, session_id)
+        if ledger is None:
+            return {"entries": [], "refusals": []}
+        entries = [e.to_dict() for e in await ledger.entries(name)]
+        refusals = [{"at": r.at.isoformat(), "tool": r.tool, "arguments": r.arguments, "decision": r.decision,
+                     "reason": r.reason} for r in await ledger.audit_records(name)]
+        return {"entries": entries, "refusals": refusals}
+
+    # turns
+    async def check_rate(self, caller: Caller) -> None:
+        """The tenant's bucket, then the end user's: either one empty means 429."""
+        record = await self.tenants.get_tenant(caller.tenant)
+        if record is None:
+            raise NotFound("tenant not found")
+        decision = await self.limiter.take(f"t:{caller.tenant}", Rate(*record.rate))
+        if not decision.allowed:
+            raise RateLimited("tenant", decision.retry_after_s)
+        decision = await self.limiter.take(f"u:{caller.tenant}:{caller.user_id}", Rate(*record.user_rate))
+        if not decision.allowed:
+            raise RateLimited("user", decision.retry_after_s)
+
+    async def answer(self, caller: Caller, session_id: str, text: str, *, action_id: str | None = None,
+                     observer: TurnObserver | None = None) -> dict[str, Any]:
+        """Run one turn for the caller; `action_id` requires that action to be the one pending."""
+        info = await self.session(caller, session_id)
+        if action_id is not None:
+            stored = await self.runtime.store.load(runtime_session_id(info.tenant, session_id))
+            if stored is None or action_id not in {a.id for a in pending_actions(stored.state)}:
+                raise ApiError(409, "no_pending_action", f"action {action_id!r} is not waiting for confirmation",
+                               hint="GET the session to see its pending actions")
+        return await self.run(caller, info, text, observer=observer)
+
+    async def run(self, caller: Caller, info: SessionInfo, text: str, *,
+                  observer: TurnObserver | None = None) -> dict[str, Any]:
+        if self.draining:
+            raise ApiError(503, "draining", "this worker is shutting down", hint="retry on another worker",
+                           headers={"Retry-After": "1"})
+        await self.check_rate(caller)
+        self._running += 1
+        self._idle.clear()
+        try:
+            started, clock = _now(), time.perf_counter()
+            result = await self.runtime.turn(runtime_session_id(info.tenant, info.session_id), text,
+                                             caller.principal, observer=observer)
+            latency_ms = (time.perf_counter() - clock) * 1000
+            await self.sessions.record_turn(info.tenant, info.session_id, caller.user_id, text, result, started,
+                                            latency_ms)
+        finally:
+            self._running -= 1
+            if self._running == 0:
+                self._idle.set()
+        return turn_to_dict(info.session_id, result)
+
+    async def drain(self) -> bool:
+        """Refuse new turns and wait for running ones; False if some were still running at the timeout."""
+        self.draining = True
+        if self._running == 0:
+            return True
+        try:
+            await asyncio.wait_for(self._idle.wait(), self.drain_timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
