@@ -20,6 +20,7 @@ from rich.panel import Panel
 from ._version import __version__
 from .cli_eval import eval_app
 from .cli_kb import kb_app
+from .cli_serve import serve, tenants_app
 from .core.errors import ConciergeError, ConfigError, ValidationError
 from .core.principal import Principal
 from .runtime.result import TurnResult
@@ -253,6 +254,8 @@ domain_app = typer.Typer(no_args_is_help=True, help="Reference business domains:
 app.add_typer(domain_app, name="domain")
 app.add_typer(eval_app, name="eval")
 app.add_typer(kb_app, name="kb")
+app.add_typer(tenants_app, name="tenants")
+app.command("serve")(serve)
 
 
 @domain_app.command("generate")

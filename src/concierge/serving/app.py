@@ -8,6 +8,7 @@ principal the tools are checked against comes from that authentication, never fr
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -109,6 +110,13 @@ def create_app(service: TurnService, options: ServeOptions | None = None, *,
                   description="Customer-service agents that act correctly: sessions, streaming, webhooks.")
     install_error_handlers(app)
     app.state.service = service
+    worker = str(os.getpid())
+
+    @app.middleware("http")
+    async def name_the_worker(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
+        response = await call_next(request)
+        response.headers["X-Concierge-Worker"] = worker  # which process answered, behind a load balancer
+        return response
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:

@@ -1,0 +1,148 @@
+"""`concierge serve` and `concierge tenants`: run the HTTP/WebSocket server and manage who may use it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from .core.errors import ConciergeError, ConfigError, ValidationError
+from .settings import Settings, load_settings
+
+console = Console(highlight=False)
+tenants_app = typer.Typer(no_args_is_help=True, help="Tenants of the server: create them, issue API keys.")
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="Path of a concierge.toml.")]
+
+
+def _fail(exc: ConciergeError) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+    return typer.Exit(2 if isinstance(exc, ConfigError | ValidationError) else 1)
+
+
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(min=0, max=65535, help="Port (default 8000).")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, max=64, help="Worker processes.")] = None,
+    redis: Annotated[str | None, typer.Option("--redis", help="redis:// URL shared by workers.")] = None,
+    test_model: Annotated[str | None, typer.Option(help="A test double instead of the model: echo:MS.")] = None,
+    demo: Annotated[bool | None, typer.Option(help="Let the web pages sign in demo users.")] = None,
+) -> None:
+    """Serve the retail agent over HTTP and WebSocket, with the chat page and the operator console."""
+    import uvicorn
+
+    # Through the environment, so that every worker process reads the same settings.
+    overrides = {"HOST": host, "PORT": port, "WORKERS": workers, "REDIS_URL": redis, "TEST_MODEL": test_model}
+    for name, value in overrides.items():
+        if value is not None:
+            os.environ[f"CONCIERGE_SERVE__{name}"] = str(value)
+    if demo is False:
+        os.environ["CONCIERGE_SERVE__DEMO_TENANT"] = ""
+    if config is not None:
+        os.environ["CONCIERGE_CONFIG_FILE"] = str(config)
+    try:
+        settings = load_settings(config)
+        if settings.serve.workers > 1 and not settings.serve.redis_url:
+            raise ConfigError("several workers need a shared Redis for session locks and rate limits",
+                              hint="pass --redis redis://127.0.0.1:6379/0, or run one worker")
+        _announce(settings)
+        if settings.serve.workers == 1:
+            from .serving.server import build_app
+
+            app = build_app(settings)
+            uvicorn.run(app, host=settings.serve.host, port=settings.serve.port, log_level="info",
+                        timeout_graceful_shutdown=int(settings.serve.drain_timeout_s))
+        else:
+            uvicorn.run("concierge.serving.server:app_from_env", factory=True, host=settings.serve.host,
+                        port=settings.serve.port, workers=settings.serve.workers, log_level="info",
+                        timeout_graceful_shutdown=int(settings.serve.drain_timeout_s))
+    except ConciergeError as exc:
+        raise _fail(exc) from None
+
+
+def _announce(settings: Settings) -> None:
+    serve = settings.serve
+    base = f"http://{serve.host}:{serve.port}"
+    model = serve.test_model or settings.model.provider
+    console.print(f"[bold]concierge[/] serving the retail agent ({model}) on {base} with {serve.workers} worker(s)")
+    console.print(f"  chat      {base}/chat\n  console   {base}/console\n  API docs  {base}/docs")
+    if serve.demo_tenant:
+        console.print(f"  [yellow]demo sign-in is on for tenant {serve.demo_tenant!r}: anyone who can reach this "
+                      "port can chat; use --no-demo outside a laptop[/]")
+
+
+@tenants_app.command("create")
+def create_tenant(
+    name: Annotated[str, typer.Argument(help="Tenant name: lowercase letters, digits, '-' or '_'.")],
+    config: ConfigOption = None,
+    rate: Annotated[float, typer.Option(help="Turns per second for the whole tenant.")] = 20.0,
+    burst: Annotated[int, typer.Option(help="Tenant burst.")] = 40,
+    user_rate: Annotated[float, typer.Option(help="Turns per second per end user.")] = 2.0,
+    user_burst: Annotated[int, typer.Option(help="End-user burst.")] = 10,
+) -> None:
+    """Create a tenant; prints its webhook secret and the JWT settings its end users' tokens need."""
+    from .serving.tenants import TenantDirectory
+
+    async def run() -> None:
+        directory = TenantDirectory(load_settings(config).sessions.url)
+        try:
+            record = await directory.create_tenant(name, rate=(rate, burst), user_rate=(user_rate, user_burst))
+        finally:
+            await directory.close()
+        console.print(f"tenant {record.name} created", soft_wrap=True)
+        console.print(f"  JWT: HS256, iss={record.jwt_issuer}, aud={record.jwt_audience}, secret={record.jwt_secret}",
+                      soft_wrap=True)
+        console.print(f"  webhook secret: {record.webhook_secret}", soft_wrap=True)
+
+    try:
+        asyncio.run(run())
+    except ConciergeError as exc:
+        raise _fail(exc) from None
+
+
+@tenants_app.command("key")
+def issue_key(
+    tenant: Annotated[str, typer.Argument(help="The tenant.")],
+    role: Annotated[str, typer.Option(help="customer, operator, service or admin.")] = "service",
+    label: Annotated[str, typer.Option(help="What the key is for (shown in audit records).")] = "",
+    config: ConfigOption = None,
+) -> None:
+    """Issue an API key; it is printed once and stored only as a hash."""
+    from .serving.tenants import TenantDirectory
+
+    async def run() -> str:
+        directory = TenantDirectory(load_settings(config).sessions.url)
+        try:
+            return await directory.issue_key(tenant, role, label)
+        finally:
+            await directory.close()
+
+    try:
+        key = asyncio.run(run())
+    except ConciergeError as exc:
+        raise _fail(exc) from None
+    console.print(f"API key for {tenant} ({role}); store it now, it cannot be shown again:\n{key}", soft_wrap=True)
+
+
+@tenants_app.command("list")
+def list_tenants(config: ConfigOption = None) -> None:
+    """The tenants and their rate limits."""
+    from .serving.tenants import TenantDirectory
+
+    async def run() -> None:
+        directory = TenantDirectory(load_settings(config).sessions.url)
+        try:
+            for record in await directory.list_tenants():
+                console.print(f"{record.name}: {record.rate[0]:g}/s burst {record.rate[1]}, per user "
+                              f"{record.user_rate[0]:g}/s burst {record.user_rate[1]}")
+        finally:
+            await directory.close()
+
+    try:
+        asyncio.run(run())
+    except ConciergeError as exc:
+        raise _fail(exc) from None
