@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from concierge import Agent, Runtime, tool
@@ -207,7 +208,7 @@ def test_websocket_refuses_a_bad_token_and_another_users_session(env: Env) -> No
         with connect(f"{env.server.ws_url}/v1/sessions/dave-1/stream?token={token}") as ws:
             first = json.loads(ws.recv(timeout=10))
             assert first["type"] == "error" and first["status"] == code - 4000
-            with pytest.raises(Exception):
+            with pytest.raises(ConnectionClosed):
                 ws.recv(timeout=10)
             assert ws.close_code == code
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, ValidationError
 from ..llm.base import ChatModel
 from ..runtime.runtime import Runtime
 from ..settings import Settings, load_settings
@@ -63,7 +63,7 @@ def build_app(settings: Settings, *, model: ChatModel | None = None) -> FastAPI:
         if serve.demo_tenant and await tenants.get_tenant(serve.demo_tenant) is None:
             try:
                 await tenants.create_tenant(serve.demo_tenant)
-            except Exception:  # noqa: BLE001 - another worker created it first
+            except ValidationError:  # another worker created it first
                 if await tenants.get_tenant(serve.demo_tenant) is None:
                     raise
 
