@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -50,6 +51,8 @@ def serve(
             raise ConfigError("several workers need a shared Redis for session locks and rate limits",
                               hint="pass --redis redis://127.0.0.1:6379/0, or run one worker")
         _announce(settings)
+        # uvicorn drains, then re-raises SIGTERM into the previous handler: make that a clean exit.
+        signal.signal(signal.SIGTERM, _exit_cleanly)
         if settings.serve.workers == 1:
             from .serving.server import build_app
 
@@ -62,6 +65,10 @@ def serve(
                         timeout_graceful_shutdown=int(settings.serve.drain_timeout_s))
     except ConciergeError as exc:
         raise _fail(exc) from None
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _announce(settings: Settings) -> None:

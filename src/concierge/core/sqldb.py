@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Self
 
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event
 from sqlalchemy.engine import URL, Dialect, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .errors import ConfigError
@@ -130,8 +130,14 @@ class SqlBacked:
         async with self._schema_lock:
             if not self._schema_ready:
                 ensure_parent_dir(self.engine)
-                async with self.engine.begin() as conn:
-                    await conn.run_sync(self.metadata.create_all)
+                try:
+                    async with self.engine.begin() as conn:
+                        await conn.run_sync(self.metadata.create_all)
+                except (OperationalError, ProgrammingError, IntegrityError):
+                    # Another process created the tables between our check and our CREATE (workers
+                    # starting together on a new database): check again, which now finds them.
+                    async with self.engine.begin() as conn:
+                        await conn.run_sync(self.metadata.create_all)
                 self._schema_ready = True
 
     async def close(self) -> None:

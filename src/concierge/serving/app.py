@@ -62,6 +62,28 @@ class DemoLoginIn(_Body):
     role: str = Field("customer", pattern=r"^(customer|operator)$")
 
 
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")  # e.g. `problems` on 422, `retry_after_s`
+
+    code: str = Field(description="Stable, machine-readable: 'unauthenticated', 'not_found', 'invalid_request'...")
+    message: str = Field(description="What went wrong, for people.")
+    hint: str | None = Field(None, description="What to do about it, when there is something to do.")
+
+
+class ErrorBody(BaseModel):
+    """The body of every 4xx and 5xx answer (see errors.py)."""
+
+    error: ErrorDetail
+
+
+# Declared for every operation, so the published spec says what errors look like; a "4XX" entry
+# also replaces FastAPI's default 422 schema, which is not the body our handlers send.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorBody, "description": "The request was refused (see error.code)."},
+    "5XX": {"model": ErrorBody, "description": "The server failed, or is draining."},
+}
+
+
 @dataclass(frozen=True, slots=True)
 class ServeOptions:
     # When set, POST /v1/demo/login hands out tokens for this tenant (the web pages' sign-in).
@@ -106,7 +128,7 @@ def create_app(service: TurnService, options: ServeOptions | None = None, *,
         if shutdown is not None:
             await shutdown()
 
-    app = FastAPI(title="concierge", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="concierge", version=__version__, lifespan=lifespan, responses=ERROR_RESPONSES,
                   description="Customer-service agents that act correctly: sessions, streaming, webhooks.")
     install_error_handlers(app)
     app.state.service = service

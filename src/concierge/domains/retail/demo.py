@@ -7,6 +7,8 @@ reused, so a chat continued later still sees the orders it changed.
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,13 +73,18 @@ def open_demo_store(folder: Path, *, seed: int = 0) -> Engine:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         return create_store_engine(f"sqlite:///{path}")
-    partial = path.with_suffix(".partial")  # a crash while importing never leaves a half store behind
+    # A crash while importing never leaves a half store behind, and processes starting together
+    # (server workers) each build their own copy and the first rename wins: the copies are identical.
+    partial = path.with_suffix(f".{os.getpid()}.partial")
     partial.unlink(missing_ok=True)
     engine = create_store_engine(f"sqlite:///{partial}")
     create_schema(engine)
     import_db(engine, generate_store(users=DEMO_USERS, orders=DEMO_ORDERS, seed=seed))
     engine.dispose()
-    partial.replace(path)
+    if path.exists():
+        partial.unlink()
+    else:
+        partial.replace(path)
     return create_store_engine(f"sqlite:///{path}")
 
 
