@@ -10,7 +10,7 @@ import asyncio
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import uvicorn
 from fastapi import FastAPI
@@ -40,7 +40,7 @@ class ServerThread:
     def ws_url(self) -> str:
         return f"ws://{self.host}:{self.port}"
 
-    def start(self) -> ServerThread:
+    def start(self) -> Self:
         self._thread.start()
         if not self._ready.wait(self._timeout) or self._error is not None:
             self.stop()
@@ -85,7 +85,7 @@ class ServerThread:
         if self._thread.is_alive():
             self._thread.join(30)
 
-    def __enter__(self) -> ServerThread:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

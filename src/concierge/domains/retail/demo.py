@@ -8,7 +8,6 @@ reused, so a chat continued later still sees the orders it changed.
 from __future__ import annotations
 
 import os
-
 from dataclasses import dataclass
 from pathlib import Path
 
