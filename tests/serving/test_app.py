@@ -93,10 +93,12 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             acme = await tenants.create_tenant("acme", rate=(100.0, 200), user_rate=(100.0, 200))
             globex = await tenants.create_tenant("globex", rate=(100.0, 200), user_rate=(100.0, 200))
             await tenants.create_tenant("tiny", rate=(0.01, 3), user_rate=(100.0, 200))
+            await tenants.create_tenant("peruser", rate=(100.0, 200), user_rate=(0.01, 2))
             keys = {"acme-operator": await tenants.issue_key("acme", "operator", "console"),
                     "acme-service": await tenants.issue_key("acme", "service", "backend"),
                     "globex-service": await tenants.issue_key("globex", "service", "backend"),
-                    "tiny-service": await tenants.issue_key("tiny", "service", "backend")}
+                    "tiny-service": await tenants.issue_key("tiny", "service", "backend"),
+                    "peruser-service": await tenants.issue_key("peruser", "service", "backend")}
             return keys, {"acme": acme.jwt_config, "globex": globex.jwt_config}, acme.webhook_secret
 
         keys, jwts, secret = server.call(setup())
@@ -262,6 +264,16 @@ def test_a_tenant_over_its_rate_gets_429_and_others_do_not(env: Env) -> None:
         assert _error(statuses[3], 429)["code"] == "rate_limited"
         assert all(globex.post("/v1/sessions/rl-1/messages", json={"text": "x"}).status_code == 200
                    for _ in range(5))
+
+
+def test_a_service_key_draws_on_each_customers_own_bucket(env: Env) -> None:
+    with env.client(env.keys["peruser-service"]) as backend:
+        for user in ("u1", "u2"):
+            _new_session(backend, f"pu-{user}", user_id=user)
+        first = [backend.post("/v1/sessions/pu-u1/messages", json={"text": "x"}).status_code for _ in range(3)]
+        assert first == [200, 200, 429]
+        assert [backend.post("/v1/sessions/pu-u2/messages", json={"text": "x"}).status_code
+                for _ in range(2)] == [200, 200]
 
 
 def test_bad_input_gets_clear_json_errors(env: Env) -> None:

@@ -92,15 +92,19 @@ class TurnService:
         return {"entries": entries, "refusals": refusals}
 
     # turns
-    async def check_rate(self, caller: Caller) -> None:
-        """The tenant's bucket, then the end user's: either one empty means 429."""
+    async def check_rate(self, caller: Caller, user_id: str) -> None:
+        """The tenant's bucket, then the end user's: either one empty means 429.
+
+        The end user is the session's owner, so a service key chatting for many customers draws
+        on each customer's bucket, not on one bucket for the whole backend.
+        """
         record = await self.tenants.get_tenant(caller.tenant)
         if record is None:
             raise NotFound("tenant not found")
         decision = await self.limiter.take(f"t:{caller.tenant}", Rate(*record.rate))
         if not decision.allowed:
             raise RateLimited("tenant", decision.retry_after_s)
-        decision = await self.limiter.take(f"u:{caller.tenant}:{caller.user_id}", Rate(*record.user_rate))
+        decision = await self.limiter.take(f"u:{caller.tenant}:{user_id}", Rate(*record.user_rate))
         if not decision.allowed:
             raise RateLimited("user", decision.retry_after_s)
 
@@ -120,7 +124,7 @@ class TurnService:
         if self.draining:
             raise ApiError(503, "draining", "this worker is shutting down", hint="retry on another worker",
                            headers={"Retry-After": "1"})
-        await self.check_rate(caller)
+        await self.check_rate(caller, info.user_id)
         self._running += 1
         self._idle.clear()
         try:
