@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio
@@ -26,16 +27,29 @@ def _python(script: str, *args: str) -> subprocess.Popen[str]:
 
 
 async def test_turns_run_one_at_a_time_in_arrival_order_across_workers(
-        redis_client: redis.asyncio.Redis, redis_server: RedisServer) -> None:
+        redis_client: redis.asyncio.Redis, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
     other = redis.asyncio.from_url(redis_server.url)  # a second worker's connection
     workers = [RedisSessionLocks(redis_client), RedisSessionLocks(other)]
+    queued = asyncio.Condition()
+    tickets_taken = 0
+    for worker in workers:  # count tickets handed out, so that turn i can arrive right after turn i-1
+        async def counted(*args: Any, _take: Any = worker._enter, **kwargs: Any) -> Any:
+            nonlocal tickets_taken
+            ticket = await _take(*args, **kwargs)
+            async with queued:
+                tickets_taken += 1
+                queued.notify_all()
+            return ticket
+        monkeypatch.setattr(worker, "_enter", counted)
     active = max_active = waiting = max_waiting = 0
     order: list[int] = []
     fences: list[int] = []
 
     async def turn(i: int) -> None:
         nonlocal active, max_active, waiting, max_waiting
-        await asyncio.sleep(i * 0.015)  # defines the arrival order
+        await asyncio.sleep(i * 0.01)
+        async with queued:  # arrival order: strictly after turn i-1 took its ticket
+            await queued.wait_for(lambda: tickets_taken >= i)
         waiting += 1
         max_waiting = max(max_waiting, waiting)
         async with workers[i % 2].hold("shared") as fence:

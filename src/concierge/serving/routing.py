@@ -182,11 +182,13 @@ class _RedisHold:
     async def __aenter__(self) -> int:
         locks = self.locks
         keys, base = locks._keys(self.session_id)
+        cancels = _cancels()
         try:
             while True:
                 self.ticket = None
                 self.ticket = int(await locks._enter(keys=keys, args=[base, locks.idle_ttl_ms, locks.lease_ms]))
-                claimed = await self._wait(keys, base)
+                _raise_if_cancelled(cancels)
+                claimed = await self._wait(keys, base, cancels)
                 if claimed:
                     break
                 log.warning("session %s: ticket %s was skipped while its worker was stalled; queuing again",
@@ -204,11 +206,12 @@ class _RedisHold:
         self._token = _fence.set(self.ticket)
         return self.ticket
 
-    async def _wait(self, keys: list[str], base: str) -> bool:
+    async def _wait(self, keys: list[str], base: str, cancels: int) -> bool:
         locks = self.locks
         args: list[Any] = [base, locks.idle_ttl_ms, self.ticket, locks.lease_ms]
         while True:
             state, _serving = await locks._try(keys=keys, args=args)
+            _raise_if_cancelled(cancels)
             if int(state) == 1:
                 return True
             if int(state) == -1:
@@ -222,6 +225,7 @@ class _RedisHold:
             await asyncio.sleep(locks.lease_ms / 3000)
             try:
                 still = await locks._renew(keys=keys, args=[base, locks.idle_ttl_ms, self.ticket, locks.lease_ms])
+                _raise_if_cancelled(0)
             except redis.RedisError as error:
                 log.warning("session %s: renewing lock lease failed: %s", self.session_id, error)
                 continue
@@ -249,6 +253,19 @@ class _RedisHold:
             await asyncio.wait([self._renewal])
             self._renewal = None
         await self._leave()
+
+
+def _cancels() -> int:
+    task = asyncio.current_task()
+    return task.cancelling() if task is not None else 0
+
+
+def _raise_if_cancelled(before: int) -> None:
+    """Re-raises a cancel that got lost on the way: on Python 3.11, asyncio.wait_for (which redis-py
+    uses around socket writes) drops a cancel that lands just as the write finishes. Unchecked, a
+    waiter whose client left would stay queued, and `renewal.cancel()` would never end the renewal."""
+    if _cancels() > before:
+        raise asyncio.CancelledError
 
 
 async def _shielded(awaitable: Any) -> None:
