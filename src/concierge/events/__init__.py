@@ -1,0 +1,1 @@
+"""Agent events: the versioned schema, a producer with priority backpressure, and the bus."""
