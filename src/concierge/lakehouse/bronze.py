@@ -1,0 +1,178 @@
+"""Bronze: every distinct event from the bus, written into Iceberg exactly once.
+
+Exactly once comes from committing the consumer's position together with the data: each append
+to `bronze.events` is one Iceberg commit that also sets the table property `concierge.offsets`
+(the last offset read from each bus partition). A crash before the commit leaves only orphan
+data files that no snapshot references; a crash after it leaves the offsets saying exactly what
+is in the table. On start the writer reads the offsets back and continues after them, so a
+replay never duplicates and never skips. The property lives on the table, not on one snapshot,
+so compaction, erasure and snapshot expiry do not lose it.
+
+Producers retry, so the bus can carry the same event twice (same `event_id`, two offsets).
+The writer drops ids it has already written: those of this batch and of the table's rows from
+the last `dedup_days` days (loaded at start, kept in memory). One writer per table; a second one
+fails its commit (Iceberg's optimistic concurrency), reloads and carries on from the new state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pyarrow as pa
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.expressions import GreaterThanOrEqual
+from pyiceberg.table import Table
+from pyiceberg.table.update import AssertRefSnapshotId
+
+from ..events.bus import EventLog, Record
+from .catalog import BRONZE, BRONZE_SCHEMA, ensure_table
+
+logger = logging.getLogger(__name__)
+OFFSETS_PROPERTY = "concierge.offsets"
+NO_RETRIES = ("commit.retry.num-retries", "0")
+_ARROW = BRONZE_SCHEMA.as_arrow()
+
+
+def committed_offsets(table: Table) -> dict[int, int]:
+    """The bus position the table's data ends at: {partition: last offset written}."""
+    raw = table.properties.get(OFFSETS_PROPERTY)
+    return {int(p): int(o) for p, o in json.loads(raw).items()} if raw else {}
+
+
+def _row(record: Record, now: datetime) -> dict[str, object] | None:
+    """The bronze row for one record; bronze is raw, so only an unreadable envelope is refused."""
+    try:
+        data = json.loads(record.data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or not data.get("event_id") or not data.get("tenant"):
+        return None
+    try:
+        ts = datetime.fromisoformat(str(data.get("ts"))).astimezone(UTC)
+    except ValueError:
+        ts = now
+    payload = data.get("payload")
+    return {
+        "event_id": str(data["event_id"]), "type": str(data.get("type", "")), "ts": ts,
+        "tenant": str(data["tenant"]), "conversation_id": str(data.get("conversation_id", "")),
+        "turn": data.get("turn") if isinstance(data.get("turn"), int) else None,
+        "trace_id": str(data.get("trace_id", "")), "user_id": str(data.get("user_id", "")),
+        "agent_version": str(data.get("agent_version", "")),
+        "schema_version": data.get("schema_version") if isinstance(data.get("schema_version"), int) else None,
+        "payload": payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":")),
+        "log_partition": record.partition, "log_offset": record.offset, "ingested_at": now,
+    }
+
+
+@dataclass
+class BronzeWriter:
+    catalog: Catalog
+    log: EventLog
+    batch_size: int = 10_000
+    dedup_days: int = 2
+    unreadable: int = 0  # records without an id or tenant: counted, skipped (bronze needs both)
+    _table: Table | None = None
+    _offsets: dict[int, int] = field(default_factory=dict)
+    _seen: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.dedup_days < 0:
+            raise ValueError("batch_size must be >= 1 and dedup_days >= 0")
+
+    def load(self) -> None:
+        """(Re)read the committed offsets and the recent event ids from the table."""
+        table = ensure_table(self.catalog, BRONZE)
+        if table.properties.get(NO_RETRIES[0]) != NO_RETRIES[1]:
+            # pyiceberg would retry a conflicting append rebased onto the winner's snapshot, dropping
+            # our requirement that the position we read from is still current: conflicts must surface.
+            with table.transaction() as tx:
+                tx.set_properties({NO_RETRIES[0]: NO_RETRIES[1]})
+            table = self.catalog.load_table(BRONZE)
+        self._table = table
+        self._offsets = committed_offsets(table)
+        since = datetime.now(UTC) - timedelta(days=self.dedup_days)
+        ids = table.scan(row_filter=GreaterThanOrEqual("ts", since.isoformat()), selected_fields=("event_id",))
+        self._seen = set(ids.to_arrow().column("event_id").to_pylist())
+
+    @property
+    def offsets(self) -> dict[int, int]:
+        return dict(self._offsets)
+
+    async def poll(self) -> list[Record]:
+        """The next records after the committed offsets, up to `batch_size` across partitions."""
+        records: list[Record] = []
+        per_partition = max(1, self.batch_size // self.log.partitions)
+        for partition in range(self.log.partitions):
+            records.extend(await self.log.read(partition, self._offsets.get(partition, 0), per_partition))
+        return records
+
+    def write(self, records: Sequence[Record]) -> int:
+        """Append the new events of `records` and move the offsets, in one Iceberg commit."""
+        if self._table is None:
+            self.load()
+        now = datetime.now(UTC)
+        rows, batch_ids = [], set()
+        offsets = dict(self._offsets)
+        for record in records:
+            offsets[record.partition] = max(offsets.get(record.partition, 0), record.offset)
+            row = _row(record, now)
+            if row is None:
+                self.unreadable += 1
+                continue
+            event_id = row["event_id"]
+            if event_id in self._seen or event_id in batch_ids:
+                continue
+            batch_ids.add(event_id)  # type: ignore[arg-type]
+            rows.append(row)
+        if offsets == self._offsets:
+            return 0
+        for attempt in range(5):
+            assert self._table is not None
+            try:
+                with self._table.transaction() as tx:
+                    # The commit holds only if nobody committed since we read the position. (pyiceberg has
+                    # no public way to add a requirement; `_stage` is how it adds its own.)
+                    tx._stage((), (AssertRefSnapshotId(ref="main", snapshot_id=self._table.metadata.current_snapshot_id),))
+                    if rows:
+                        tx.append(pa.Table.from_pylist(rows, schema=_ARROW),
+                                  snapshot_properties={OFFSETS_PROPERTY: json.dumps(offsets)})
+                    tx.set_properties({OFFSETS_PROPERTY: json.dumps({str(p): o for p, o in offsets.items()})})
+                break
+            except CommitFailedException:
+                # Another writer committed first: our view is stale. Reload and redo from its position.
+                logger.warning("bronze commit conflict (attempt %d); reloading", attempt + 1)
+                self.load()
+                return 0
+        self._offsets = offsets
+        self._seen |= batch_ids  # type: ignore[arg-type]
+        self._table = self.catalog.load_table(BRONZE)
+        return len(rows)
+
+    async def run_once(self) -> int:
+        """One poll and one commit; the number of new events written (0 when the bus had nothing)."""
+        if self._table is None:
+            await asyncio.to_thread(self.load)
+        records = await self.poll()
+        if not records:
+            return 0
+        return await asyncio.to_thread(self.write, records)
+
+    async def run(self, stop: asyncio.Event, *, idle_s: float = 0.05) -> None:
+        """Ingest until `stop` is set, sleeping `idle_s` whenever the bus is drained."""
+        while not stop.is_set():
+            if await self.run_once() == 0 and not await self._pending():
+                try:
+                    await asyncio.wait_for(stop.wait(), idle_s)
+                except TimeoutError:
+                    pass
+
+    async def _pending(self) -> bool:
+        ends = await self.log.end_offsets()
+        return any(end > self._offsets.get(p, 0) for p, end in ends.items())
+
