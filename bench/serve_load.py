@@ -165,7 +165,7 @@ def start(name: str, argv: list[str], *, cwd: Path, env: dict[str, str], port: i
 
 async def make_tenants(url: str) -> dict[str, str]:
     """The tenants and their service keys, written to the database before the server starts."""
-    from concierge.serving.tenants import TenantDirectory
+    from concierge.security.tenants import TenantDirectory
 
     directory = TenantDirectory(url)
     keys = {}

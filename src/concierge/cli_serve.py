@@ -92,7 +92,7 @@ def create_tenant(
     user_burst: Annotated[int, typer.Option(help="End-user burst.")] = 10,
 ) -> None:
     """Create a tenant; prints its webhook secret and the JWT settings its end users' tokens need."""
-    from .serving.tenants import TenantDirectory
+    from .security.tenants import TenantDirectory
 
     async def run() -> None:
         directory = TenantDirectory(load_settings(config).sessions.url)
@@ -119,7 +119,7 @@ def issue_key(
     config: ConfigOption = None,
 ) -> None:
     """Issue an API key; it is printed once and stored only as a hash."""
-    from .serving.tenants import TenantDirectory
+    from .security.tenants import TenantDirectory
 
     async def run() -> str:
         directory = TenantDirectory(load_settings(config).sessions.url)
@@ -138,7 +138,7 @@ def issue_key(
 @tenants_app.command("list")
 def list_tenants(config: ConfigOption = None) -> None:
     """The tenants and their rate limits."""
-    from .serving.tenants import TenantDirectory
+    from .security.tenants import TenantDirectory
 
     async def run() -> None:
         directory = TenantDirectory(load_settings(config).sessions.url)

@@ -16,12 +16,12 @@ from websockets.sync.client import connect
 from concierge import Agent, Runtime, tool
 from concierge.core.messages import Message, message_text
 from concierge.runtime.sessions.sql import SqlSessionStore
+from concierge.security.auth import JwtConfig, issue_jwt
+from concierge.security.tenants import TenantDirectory
 from concierge.serving.app import ServeOptions, create_app
-from concierge.serving.auth import JwtConfig, issue_jwt
 from concierge.serving.ratelimit import InProcessRateLimiter
 from concierge.serving.records import SessionDirectory
 from concierge.serving.service import TurnService
-from concierge.serving.tenants import TenantDirectory
 from concierge.serving.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, DeliveryLog, sign
 from concierge.testing import FunctionModel, call
 from concierge.testing.serving import ServerThread

@@ -24,11 +24,11 @@ from concierge.domains.retail.demo import (
     walkthrough_store,
 )
 from concierge.runtime.sessions.sql import SqlSessionStore
+from concierge.security.tenants import TenantDirectory
 from concierge.serving.app import ServeOptions, create_app
 from concierge.serving.ratelimit import InProcessRateLimiter
 from concierge.serving.records import SessionDirectory
 from concierge.serving.service import TurnService
-from concierge.serving.tenants import TenantDirectory
 from concierge.serving.webhooks import DeliveryLog
 from concierge.testing.serving import ServerThread
 from concierge.tools.ledger import SqlLedger

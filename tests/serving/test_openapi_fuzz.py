@@ -29,11 +29,11 @@ from schemathesis.specs.openapi.checks import (
 
 from concierge import Agent, Runtime
 from concierge.runtime.sessions.sql import SqlSessionStore
+from concierge.security.tenants import TenantDirectory
 from concierge.serving.app import ServeOptions, create_app
 from concierge.serving.ratelimit import InProcessRateLimiter
 from concierge.serving.records import SessionDirectory
 from concierge.serving.service import TurnService
-from concierge.serving.tenants import TenantDirectory
 from concierge.serving.webhooks import DeliveryLog
 from concierge.testing import EchoModel
 from concierge.testing.serving import ServerThread

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import update
 
 from concierge.core.errors import ConfigError, ValidationError
-from concierge.serving.auth import AuthError
+from concierge.security.auth import AuthError
 from concierge.serving.webhooks import (
     Claim,
     DeliveryLog,

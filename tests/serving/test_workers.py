@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from concierge.domains.retail.demo import open_demo_store
-from concierge.serving.tenants import TenantDirectory
+from concierge.security.tenants import TenantDirectory
 from concierge.testing.redis import RedisServer
 
 MODEL_MS = 80  # the echo model's latency in the two workers

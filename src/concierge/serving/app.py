@@ -27,7 +27,7 @@ from .._version import __version__
 from ..core.errors import ConciergeError, ValidationError
 from ..core.principal import Principal
 from ..runtime.events import TurnEvent
-from .auth import Caller, Forbidden, Unauthenticated, issue_jwt, scopes_for
+from ..security.auth import Caller, Forbidden, Unauthenticated, issue_jwt, scopes_for
 from .errors import ApiError, error_body, install_error_handlers, status_of
 from .service import TurnService
 from .webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify

@@ -15,13 +15,13 @@ from fastapi import FastAPI
 from ..core.errors import ConfigError, ValidationError
 from ..llm.base import ChatModel
 from ..runtime.runtime import Runtime
+from ..security.tenants import TenantDirectory
 from ..settings import Settings, load_settings
 from .app import ServeOptions, create_app
 from .ratelimit import limiter_from_url
 from .records import SessionDirectory
 from .routing import locks_from_url
 from .service import TurnService
-from .tenants import TenantDirectory
 from .webhooks import DeliveryLog
 
 logger = logging.getLogger(__name__)

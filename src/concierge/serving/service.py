@@ -16,12 +16,12 @@ from ..core.messages import message_to_dict
 from ..runtime.events import TurnObserver
 from ..runtime.result import TurnResult
 from ..runtime.runtime import Runtime
+from ..security.auth import Caller, Forbidden, NotFound, check_session_access
+from ..security.tenants import TenantDirectory
 from ..tools.confirmation import pending_actions
-from .auth import Caller, Forbidden, NotFound, check_session_access
 from .errors import ApiError, RateLimited
 from .ratelimit import Rate, RateLimiter
 from .records import SessionDirectory, SessionInfo, check_session_id, runtime_session_id, turn_steps
-from .tenants import TenantDirectory
 from .webhooks import DeliveryLog
 
 

@@ -31,8 +31,8 @@ from sqlalchemy.exc import IntegrityError
 
 from ..core.errors import ConfigError, ValidationError
 from ..core.sqldb import SqlBacked, UTCDateTime
-from .auth import AuthError
-from .tenants import validate_tenant_name
+from ..security.auth import AuthError
+from ..security.tenants import validate_tenant_name
 
 SIGNATURE_HEADER = "Concierge-Signature"
 DELIVERY_HEADER = "Concierge-Delivery"

@@ -9,7 +9,7 @@ import pytest
 
 from concierge.core.errors import ConfigError, ValidationError
 from concierge.core.principal import Principal
-from concierge.serving.auth import (
+from concierge.security.auth import (
     ROLES,
     AuthError,
     Caller,

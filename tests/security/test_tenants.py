@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from concierge.core.errors import ValidationError
-from concierge.serving.auth import AuthError, JwtConfig, hash_api_key, issue_jwt
-from concierge.serving.tenants import TenantDirectory
+from concierge.security.auth import AuthError, JwtConfig, hash_api_key, issue_jwt
+from concierge.security.tenants import TenantDirectory
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""Who may do what: API keys, end-user tokens, roles and scopes, tenants."""
