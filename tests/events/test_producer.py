@@ -11,10 +11,10 @@ from collections.abc import Sequence
 import pytest
 
 from concierge.core.errors import ValidationError
+from concierge.core.events import EventSink
 from concierge.events.bus import Record
 from concierge.events.producer import (
     EventProducer,
-    EventSink,
     NullProducer,
     ProducerClosedError,
     SamplingPolicy,

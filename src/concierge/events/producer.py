@@ -22,23 +22,17 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from itertools import islice
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Self
 
-from concierge.core.errors import ConciergeError, ValidationError
-from concierge.events.bus import EventLog
-from concierge.events.schema import AgentEvent
+from ..core.errors import ConciergeError, ValidationError
+from ..core.events import AgentEvent
+from .bus import EventLog
 
 logger = logging.getLogger(__name__)
 
 
 class ProducerClosedError(ConciergeError):
     """An event was emitted to a producer that has been closed."""
-
-
-class EventSink(Protocol):
-    """What the runtime holds: somewhere to emit events to. True when accepted, False when dropped."""
-
-    async def emit(self, event: AgentEvent) -> bool: ...
 
 
 class NullProducer:
