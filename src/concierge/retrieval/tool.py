@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from ..core.events import EventType
 from ..tools.tool import Tool, ToolContext, make_tool
 from .knowledge_base import KnowledgeBase
 from .rewrite import QueryRewriter
@@ -33,7 +34,12 @@ def knowledge_tool(kb: KnowledgeBase, *, k: int = 3, rewriter: QueryRewriter | N
         visibility = frozenset({"public", "internal"}) if principal.role in STAFF_ROLES else frozenset({"public"})
         if rewriter is not None:
             query = await rewriter.rewrite(query)
+        if context.emit is not None:
+            await context.emit(EventType.RETRIEVAL_QUERY, query=query)
         result = await asyncio.to_thread(kb.search, query, principal.tenant, k=k, visibility=visibility)
+        if context.emit is not None:
+            await context.emit(EventType.RETRIEVAL_RESULT, grounded=result.grounding.grounded,
+                               confidence=round(result.grounding.confidence, 3), citations=result.citations)
         if not result.grounding.grounded:
             return {"grounded": False, "confidence": round(result.grounding.confidence, 3),
                     "instruction": NOT_GROUNDED}

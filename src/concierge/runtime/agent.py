@@ -56,6 +56,8 @@ class Agent:
     model: ChatModel
     tools: Sequence[Tool | Callable[..., Any]] = ()
     name: str = "agent"
+    # Which release of this agent answered: recorded on every event, compared by experiments.
+    version: str = ""
     limits: Limits = field(default_factory=Limits)
     model_settings: ModelSettings = field(default_factory=ModelSettings)
     # Tool choice for the first model call of a turn; later calls use "auto" so the model

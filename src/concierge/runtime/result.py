@@ -10,6 +10,7 @@ from ..core.principal import Principal
 from ..core.usage import Usage
 from ..tools.confirmation import PendingAction
 from ..tools.outcome import ToolOutcome
+from .emitting import TurnEmitter
 from .events import TurnObserver
 from .tracing import TraceStep
 
@@ -34,8 +35,9 @@ class TurnState:
     citations: list[str] = field(default_factory=list)
     escalation: dict[str, Any] | None = None
     notices: list[str] = field(default_factory=list)
-    # Who watches the turn live (not part of its state: never serialised).
+    # Who watches the turn live, and where its events go (not part of its state: never serialised).
     observer: TurnObserver | None = None
+    emit: TurnEmitter | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -17,6 +17,7 @@ from opentelemetry import trace
 
 from ..core.clock import Clock, SystemClock
 from ..core.errors import ModelError, ValidationError
+from ..core.events import EventSink, EventType
 from ..core.messages import AssistantMessage, ToolCall, ToolResultMessage, UserMessage
 from ..core.principal import Principal, as_principal
 from ..llm.base import ModelResponse, TextDelta, ToolChoice
@@ -27,6 +28,7 @@ from ..tools.outcome import ToolOutcome, error_message
 from ..tools.tool import ToolContext
 from .agent import Agent
 from .context import ContextBuilder, ModelSummarizer, Summarizer, TokenTally
+from .emitting import TurnEmitter
 from .events import TurnEvent, TurnObserver
 from .locks import SessionLocks
 from .loop_guard import BLOCKED, LoopGuard, repeated_success
@@ -59,6 +61,7 @@ class Runtime:
         clock: Clock | None = None,
         tracer: trace.Tracer | None = None,
         locks: SessionLocks | None = None,
+        events: EventSink | None = None,
     ) -> None:
         self.agent = agent
         self.store: SessionStore = store if store is not None else InMemorySessionStore()
@@ -73,6 +76,7 @@ class Runtime:
         self.clock = clock or SystemClock()
         self.tracer = tracer or default_tracer()
         self.locks = locks or SessionLocks()
+        self.events = events  # where each turn's AgentEvents go (an EventProducer); None: nowhere
         self._specs = agent.registry.specs()
         self._recovered = False
 
@@ -101,6 +105,11 @@ class Runtime:
                 session = await store.load(session_id) or await store.create(session_id, self.clock.now())
                 state = TurnState(session_id, principal, [UserMessage(user_message)],
                                   window_start=session.window_start, summary=session.summary, observer=observer)
+                started = time.perf_counter()
+                if self.events is not None:
+                    state.emit = TurnEmitter(self.events, principal.tenant, session_id, session.turns + 1,
+                                             span_id_hex(span), principal.user_id, agent_version(self.agent))
+                    await state.emit(EventType.MESSAGE_RECEIVED, text=user_message)
                 notices = getattr(self.executor, "notices", None)
                 if notices is not None:
                     state.notices = await notices(session_id)
@@ -126,6 +135,8 @@ class Runtime:
                     _close_open_calls(state, stopped_by)
                     state.messages.append(AssistantMessage(content=reply))
                 reply = _with_facts(reply, state)
+                if state.emit is not None:
+                    await _emit_outcome(state.emit, state, reply, stopped_by, started)
                 ledger = getattr(self.executor, "ledger", None)
                 if state.escalation is not None and ledger is not None:  # the person gets the record
                     state.escalation["ledger"] = [e.to_dict() for e in await ledger.entries(session_id)]
@@ -174,15 +185,18 @@ class Runtime:
                 if state.escalation is not None:
                     return self._escalate(state), "escalated"
             if state.pending:
-                if state.observer is not None:
-                    await state.observer(TurnEvent("confirmation_requested", {"actions": [
-                        {"id": a.id, "tool": a.tool, "arguments": a.arguments, "description": a.describe()}
-                        for a in state.pending]}))
+                if state.observer is not None or state.emit is not None:
+                    actions = [{"id": a.id, "tool": a.tool, "arguments": a.arguments, "description": a.describe()}
+                               for a in state.pending]
+                    if state.observer is not None:
+                        await state.observer(TurnEvent("confirmation_requested", {"actions": actions}))
+                    if state.emit is not None:
+                        await state.emit(EventType.CONFIRMATION_REQUESTED, actions=actions)
                 return question(state.pending), "awaiting_confirmation"
         return self._handoff(session, state), "max_steps"
 
     def _context(self, session: Session, state: TurnState) -> ToolContext:
-        return ToolContext(state.session_id, state.principal, session.state)
+        return ToolContext(state.session_id, state.principal, session.state, emit=state.emit)
 
     async def _run_confirmed(self, session: Session, state: TurnState, text: str,
                              guard: LoopGuard) -> tuple[str, str | None]:
@@ -201,6 +215,8 @@ class Runtime:
 
     async def _call_model(self, messages, tool_choice, state: TurnState):
         agent = self.agent
+        if state.emit is not None:
+            await state.emit(EventType.LLM_CALL_START, model=agent.model.name)
         with SpanScope(self.tracer, "llm.complete") as span:
             started = time.perf_counter()
             if state.observer is None:
@@ -221,6 +237,10 @@ class Runtime:
         summary = message.content or ", ".join(c.name for c in message.tool_calls)
         state.steps.append(TraceStep("model", agent.model.name, None, summary[:SUMMARY_CHARS], latency_ms,
                                      usage.input_tokens, usage.output_tokens, usage.cost_usd))
+        if state.emit is not None:
+            await state.emit(EventType.LLM_CALL_END, model=agent.model.name, latency_ms=round(latency_ms, 3),
+                             input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                             cost_usd=usage.cost_usd, tool_calls=[c.name for c in message.tool_calls])
         return response
 
     async def _stream_model(self, messages, tool_choice, observer: TurnObserver) -> ModelResponse:
@@ -249,6 +269,8 @@ class Runtime:
         if state.observer is not None:
             await state.observer(TurnEvent("tool_started", {"id": call.id, "name": call.name,
                                                             "arguments": call.arguments}))
+        if state.emit is not None:
+            await state.emit(EventType.TOOL_CALL_START, tool=call.name, arguments=call.arguments)
         with SpanScope(self.tracer, "tool.execute", {"concierge.tool": call.name}) as span:
             started = time.perf_counter()
             if tool is None:
@@ -268,6 +290,8 @@ class Runtime:
             await state.observer(TurnEvent("tool_finished", {
                 "id": call.id, "name": call.name, "status": "pending" if outcome.pending else outcome.status,
                 "latency_ms": round(latency_ms, 3), "error": outcome.error}))
+        if state.emit is not None:
+            await _emit_tool_end(state.emit, call, outcome, latency_ms)
         if outcome.pending is not None:
             state.pending.append(outcome.pending)
         elif outcome.error is not None and tool is not None and tool.writes and outcome.error is not BLOCKED:
@@ -322,6 +346,32 @@ class Runtime:
         if state.new_pins:
             reply += " Already done: " + "; ".join(state.new_pins)
         return reply
+
+
+def agent_version(agent: Agent) -> str:
+    return f"{agent.name}@{agent.version}" if agent.version else agent.name
+
+
+async def _emit_tool_end(emit: TurnEmitter, call: ToolCall, outcome: ToolOutcome, latency_ms: float) -> None:
+    status = "pending" if outcome.pending is not None else outcome.status
+    await emit(EventType.TOOL_CALL_END, tool=call.name, status=status, latency_ms=round(latency_ms, 3),
+               error=error_message(outcome.error) if outcome.error and outcome.pending is None else None)
+    if outcome.status == "refused":  # a scope or precondition said no: part of the audit trail
+        await emit(EventType.PERMISSION_DENIED, tool=call.name, arguments=call.arguments,
+                   reason=error_message(outcome.error or ""))
+
+
+async def _emit_outcome(emit: TurnEmitter, state: TurnState, reply: str, stopped_by: str | None,
+                        started: float) -> None:
+    """How the turn ended, on the bus: escalations and failures as safety events, then the reply."""
+    if stopped_by == "escalated":
+        await emit(EventType.ESCALATED, **(state.escalation or {}))
+    elif stopped_by in ("model_error", "timeout"):
+        await emit(EventType.ERROR, stopped_by=stopped_by)
+    usage = state.usage
+    await emit(EventType.RESPONSE_SENT, text=reply, stopped_by=stopped_by,
+               latency_ms=round((time.perf_counter() - started) * 1000, 3), steps=len(state.steps),
+               input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, cost_usd=usage.cost_usd)
 
 
 def _with_facts(reply: str, state: TurnState) -> str:

@@ -49,6 +49,8 @@ class ToolContext:
     attempt: int = 1
     # The executor running this call, so a composite tool (a saga) can run its steps through it.
     executor: Any = field(default=None, compare=False, repr=False)
+    # `await context.emit(EventType.X, **payload)` puts an event of this turn on the bus (None: no bus).
+    emit: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         principal = self.principal if isinstance(self.principal, Principal) else as_principal(self.principal)
