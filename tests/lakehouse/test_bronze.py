@@ -54,7 +54,7 @@ def _ids(catalog) -> list[str]:
 
 
 async def _drain(writer: BronzeWriter) -> None:
-    while await writer.run_once() or await writer._pending():
+    while await writer.run_once() or await writer.pending():
         pass
 
 

@@ -166,13 +166,14 @@ class BronzeWriter:
     async def run(self, stop: asyncio.Event, *, idle_s: float = 0.05) -> None:
         """Ingest until `stop` is set, sleeping `idle_s` whenever the bus is drained."""
         while not stop.is_set():
-            if await self.run_once() == 0 and not await self._pending():
+            if await self.run_once() == 0 and not await self.pending():
                 try:
                     await asyncio.wait_for(stop.wait(), idle_s)
                 except TimeoutError:
                     pass
 
-    async def _pending(self) -> bool:
+    async def pending(self) -> bool:
+        """Whether the bus holds records past the committed position."""
         ends = await self.log.end_offsets()
         return any(end > self._offsets.get(p, 0) for p, end in ends.items())
 
