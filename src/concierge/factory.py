@@ -5,6 +5,8 @@ Kept apart from `settings.py` so that reading configuration never imports heavy 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from opentelemetry import trace
 
 from .core.errors import ConfigError
@@ -17,6 +19,9 @@ from .runtime.tracing import default_tracer, make_tracer_provider
 from .settings import Settings
 from .tools.ledger import InMemoryLedger, SqlLedger
 from .tools.pipeline import TransactionalExecutor
+
+if TYPE_CHECKING:
+    from .events.producer import EventProducer
 
 
 def build_prices(settings: Settings) -> PriceTable:
@@ -87,3 +92,14 @@ def build_tracer(settings: Settings) -> trace.Tracer:
                                         otlp_endpoint=settings.tracing.otlp_endpoint)
         return provider.get_tracer("concierge.runtime")
     return default_tracer()
+
+
+def build_event_producer(settings: Settings) -> EventProducer | None:
+    """The producer on the configured bus, or None when events are off. Start it before use."""
+    if settings.events.bus == "off":
+        return None
+    from .events.bus import open_log
+    from .events.producer import EventProducer
+
+    log = open_log(settings.events.bus, partitions=settings.events.partitions)
+    return EventProducer(log, capacity=settings.events.capacity)

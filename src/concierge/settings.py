@@ -75,6 +75,22 @@ class ServeConfig(_Section):
     test_model: str | None = Field(None, pattern=r"^echo(:\d{1,6})?$")
 
 
+class EventsConfig(_Section):
+    # Where every turn's AgentEvents go: "embedded:PATH" (a SQLite log), "redis://host:6379/0"
+    # (Redis Streams, for several processes) or "off".
+    bus: str = Field("embedded:.concierge/events.db", pattern=r"^(off|embedded:.+|rediss?://.+|unix://.+)$")
+    partitions: int = Field(8, ge=1, le=1024)
+    # Events held in memory while the bus catches up; beyond half of it telemetry is sampled.
+    capacity: int = Field(10_000, ge=100)
+
+
+class LakeConfig(_Section):
+    folder: str = ".concierge/lake"
+    # The Iceberg SQL catalog (default: folder/catalog.db) and warehouse (default: folder/warehouse).
+    catalog_url: str | None = None
+    warehouse: str | None = None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CONCIERGE_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -85,6 +101,8 @@ class Settings(BaseSettings):
     sessions: SessionsConfig = SessionsConfig()
     tracing: TracingConfig = TracingConfig()
     serve: ServeConfig = ServeConfig()
+    events: EventsConfig = EventsConfig()
+    lake: LakeConfig = LakeConfig()
     # USD per million tokens: {"gpt-4o-mini": [0.15, 0.6]}.
     prices: dict[str, tuple[float, float]] = {}
 

@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from concierge.core.events import partition_of
+from concierge.events.bus import open_log
 from concierge.lakehouse.catalog import BRONZE, open_catalog
-from concierge.lakehouse.ingest import open_log
 
 EVENTS = 200_000
 KILLS = 20

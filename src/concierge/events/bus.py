@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
+
+from ..core.errors import ValidationError
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,3 +52,18 @@ class EventLog(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+def open_log(spec: str, *, partitions: int = 8) -> EventLog:
+    """The bus a spec names: `embedded:PATH` (a SQLite file) or `redis://host:port/db` (Redis Streams)."""
+    if spec.startswith("embedded:"):
+        from .log import EmbeddedLog
+
+        path = Path(spec.removeprefix("embedded:"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return EmbeddedLog(path, partitions=partitions)
+    if spec.startswith(("redis://", "rediss://", "unix://")):
+        from .redis_streams import RedisStreamLog
+
+        return RedisStreamLog.from_url(spec, partitions=partitions)
+    raise ValidationError(f"unknown bus {spec!r}", hint="use embedded:PATH or redis://host:6379/0")

@@ -187,6 +187,10 @@ class EventProducer:
             self._batch_ready.set()
             await self._task
 
+    @property
+    def log(self) -> EventLog:
+        return self._log
+
     # -- emitting ----------------------------------------------------------------------------------
 
     async def emit(self, event: AgentEvent) -> bool:

@@ -13,25 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-from ..core.errors import ValidationError
-from ..events.bus import EventLog
+from ..events.bus import EventLog, open_log
 from .bronze import BronzeWriter
 from .catalog import open_catalog
-
-
-def open_log(spec: str, *, partitions: int = 8) -> EventLog:
-    """The bus a spec names: `embedded:PATH` (a SQLite file) or `redis://host:port/db` (Redis Streams)."""
-    if spec.startswith("embedded:"):
-        from ..events.log import EmbeddedLog
-
-        path = Path(spec.removeprefix("embedded:"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return EmbeddedLog(path, partitions=partitions)
-    if spec.startswith(("redis://", "rediss://", "unix://")):
-        from ..events.redis_streams import RedisStreamLog
-
-        return RedisStreamLog.from_url(spec, partitions=partitions)
-    raise ValidationError(f"unknown bus {spec!r}", hint="use embedded:PATH or redis://host:6379/0")
 
 
 async def ingest(lake: Path | str, log: EventLog, *, batch_size: int = 10_000, until_drained: bool = False,

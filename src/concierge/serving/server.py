@@ -41,7 +41,7 @@ def build_app(settings: Settings, *, model: ChatModel | None = None) -> FastAPI:
     """The whole server for `settings`; `model` replaces the configured one (tests)."""
     from ..domains.retail.agent import make_retail_agent
     from ..domains.retail.demo import open_demo_store, store_client
-    from ..factory import build_executor, build_model, build_store, build_tracer
+    from ..factory import build_event_producer, build_executor, build_model, build_store, build_tracer
 
     url = settings.sessions.url
     if url == "memory":
@@ -53,13 +53,17 @@ def build_app(settings: Settings, *, model: ChatModel | None = None) -> FastAPI:
     engine = open_demo_store(STORES)
     client = store_client(engine)
     agent = make_retail_agent(model, client)
+    producer = build_event_producer(settings)
     runtime = Runtime(agent, store=build_store(settings), executor=build_executor(settings),
-                      tracer=build_tracer(settings), locks=locks_from_url(serve.redis_url))  # type: ignore[arg-type]
+                      tracer=build_tracer(settings), locks=locks_from_url(serve.redis_url),  # type: ignore[arg-type]
+                      events=producer)
     tenants = TenantDirectory(url)
     service = TurnService(runtime, tenants, SessionDirectory(url), DeliveryLog(url),
                           limiter_from_url(serve.redis_url), drain_timeout_s=serve.drain_timeout_s)
 
     async def startup() -> None:
+        if producer is not None:
+            await producer.start()
         if serve.demo_tenant and await tenants.get_tenant(serve.demo_tenant) is None:
             try:
                 await tenants.create_tenant(serve.demo_tenant)
@@ -68,6 +72,9 @@ def build_app(settings: Settings, *, model: ChatModel | None = None) -> FastAPI:
                     raise
 
     async def shutdown() -> None:
+        if producer is not None:  # after the drain: every turn's events reach the bus
+            await producer.close()
+            await producer.log.close()
         await service.limiter.close()
         close_locks = getattr(runtime.locks, "close", None)
         if close_locks is not None:
