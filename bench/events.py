@@ -47,7 +47,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 from benchkit import command_line, cpu_model, filesystem, log, percentile, versions
 from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.expressions import In
@@ -56,7 +55,7 @@ from concierge.core.events import AgentEvent, EventType
 from concierge.events.log import EmbeddedLog
 from concierge.events.producer import EventProducer
 from concierge.events.redis_streams import RedisStreamLog
-from concierge.lakehouse.bronze import _ARROW, BronzeWriter, _row
+from concierge.lakehouse.bronze import BronzeWriter
 from concierge.lakehouse.catalog import BRONZE, open_catalog
 from concierge.testing.redis import RedisServer
 
@@ -239,15 +238,13 @@ async def throughput(bus: Bus, events: list[AgentEvent], batches: list[int], cor
 
 # What each part of `BronzeWriter.write` is: (label, file suffix, function) -> cumulative time under cProfile.
 PROFILE_PARTS = [
-    ("`_row` (per record: json.loads, checks, dict, json.dumps of the payload)", "bronze.py", "_row"),
-    ("  of which json.loads", "json/__init__.py", "loads"),
-    ("  of which json.dumps(payload)", "json/__init__.py", "dumps"),
+    ("`_add` (per record: the row's columns, the payload re-encoded with orjson)", "bronze.py", "_add"),
     ("pyiceberg: split into day×tenant partitions (`_determine_partitions`, acero filter)", "pyiceberg/io/pyarrow.py",
      "_determine_partitions"),
     ("pyiceberg: Parquet write (`write_file`; its worker threads, waited on)", "pyiceberg/io/pyarrow.py", "write_file"),
     ("pyiceberg: commit (manifests, metadata JSON, catalog row)", "pyiceberg/table/update/__init__.py", "__exit__"),
     ("catalog.load_table after the commit", "pyiceberg/catalog/sql.py", "load_table"),
-    ("`write` self time (loop, dedup set, offsets; pa.Table.from_pylist is C, counted here)", "bronze.py", "write"),
+    ("`write` self time (loop, orjson.loads, dedup set, offsets; pa.Table.from_pydict)", "bronze.py", "write"),
 ]
 
 
@@ -260,7 +257,6 @@ async def profile_drain(bus: Bus, bus_log: Any, batch: int, core: int, work: Pat
     cores = os.sched_getaffinity(0)
     prof = cProfile.Profile()
     read_s = write_s = 0.0
-    plain: dict[str, float] = {}
     pin_all_threads(core)
     try:
         t_all = time.perf_counter()
@@ -270,14 +266,6 @@ async def profile_drain(bus: Bus, bus_log: Any, batch: int, core: int, work: Pat
             read_s += time.perf_counter() - t0
             if not records:
                 break
-            if not plain:  # the first batch once more, without the profiler: parse vs table building
-                now = datetime.datetime.now(datetime.UTC)
-                t0 = time.perf_counter()
-                rows = [_row(record, now) for record in records]
-                t1 = time.perf_counter()
-                pa.Table.from_pylist([r for r in rows if r is not None], schema=_ARROW)
-                plain = {"records": len(records), "row_s": round(t1 - t0, 3),
-                         "from_pylist_s": round(time.perf_counter() - t1, 3)}
             t0 = time.perf_counter()
             prof.enable()
             writer.write(records)
@@ -303,7 +291,7 @@ async def profile_drain(bus: Bus, bus_log: Any, batch: int, core: int, work: Pat
     log(f"  profile: reads {read_s:.2f} s, write {write_s:.2f} s (profiled), total {total_s:.2f} s")
     for p in parts:
         log(f"    {p['part']}: {p['s']:.2f} s")
-    return {"batch": batch, "plain": plain, "read_s": round(read_s, 3), "write_s_profiled": round(write_s, 3),
+    return {"batch": batch, "read_s": round(read_s, 3), "write_s_profiled": round(write_s, 3),
             "write_cum_s": round(write_cum, 3), "total_s": round(total_s, 3), "parts": parts, "top_self": top_self}
 
 
@@ -517,12 +505,6 @@ def markdown(results: list[dict[str, Any]], lags: list[dict[str, Any]], meta: di
             share = f"{part['share_of_write'] * 100:.0f}%" if part["share_of_write"] is not None else "?"
             out.append(f"| {part['part']} | {part['s']:.2f} | {share} |")
         out.append("")
-        if p.get("plain"):
-            q = p["plain"]
-            out.append(f"Without the profiler, on the first batch ({q['records']:,} records): `_row` over all of them "
-                       f"{q['row_s']:.2f} s ({q['records'] / q['row_s']:,.0f}/s), `pa.Table.from_pylist` "
-                       f"{q['from_pylist_s']:.2f} s.")
-            out.append("")
         out.append("Top self time: " + ", ".join(f"`{t['function']}` {t['self_s']:.2f} s" for t in p["top_self"][:8]))
         out.append("")
     if lags:

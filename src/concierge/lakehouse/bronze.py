@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
@@ -45,29 +46,31 @@ def committed_offsets(table: Table) -> dict[int, int]:
     return {int(p): int(o) for p, o in json.loads(raw).items()} if raw else {}
 
 
-def _row(record: Record, now: datetime) -> dict[str, object] | None:
-    """The bronze row for one record; bronze is raw, so only an unreadable envelope is refused."""
-    try:
-        data = json.loads(record.data)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(data, dict) or not data.get("event_id") or not data.get("tenant"):
-        return None
+_STRINGS = ("type", "conversation_id", "trace_id", "user_id", "agent_version")
+
+
+def _columns() -> dict[str, list[object]]:
+    return {name: [] for name in _ARROW.names}
+
+
+def _add(columns: dict[str, list[object]], data: dict[str, object], record: Record, now: datetime) -> None:
+    """Append one event's bronze row, column by column (cheaper than a dict per row)."""
     try:
         ts = datetime.fromisoformat(str(data.get("ts"))).astimezone(UTC)
     except ValueError:
         ts = now
-    payload = data.get("payload")
-    return {
-        "event_id": str(data["event_id"]), "type": str(data.get("type", "")), "ts": ts,
-        "tenant": str(data["tenant"]), "conversation_id": str(data.get("conversation_id", "")),
-        "turn": data.get("turn") if isinstance(data.get("turn"), int) else None,
-        "trace_id": str(data.get("trace_id", "")), "user_id": str(data.get("user_id", "")),
-        "agent_version": str(data.get("agent_version", "")),
-        "schema_version": data.get("schema_version") if isinstance(data.get("schema_version"), int) else None,
-        "payload": payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":")),
-        "log_partition": record.partition, "log_offset": record.offset, "ingested_at": now,
-    }
+    columns["event_id"].append(str(data["event_id"]))
+    columns["tenant"].append(str(data["tenant"]))
+    columns["ts"].append(ts)
+    for name in _STRINGS:
+        columns[name].append(str(data.get(name, "")))
+    turn, version, payload = data.get("turn"), data.get("schema_version"), data.get("payload")
+    columns["turn"].append(turn if type(turn) is int else None)
+    columns["schema_version"].append(version if type(version) is int else None)
+    columns["payload"].append(payload if isinstance(payload, str) else orjson.dumps(payload).decode())
+    columns["log_partition"].append(record.partition)
+    columns["log_offset"].append(record.offset)
+    columns["ingested_at"].append(now)
 
 
 @dataclass
@@ -117,42 +120,46 @@ class BronzeWriter:
         if self._table is None:
             self.load()
         now = datetime.now(UTC)
-        rows, batch_ids = [], set()
+        columns, batch_ids = _columns(), set()
         offsets = dict(self._offsets)
+        seen = self._seen
         for record in records:
-            offsets[record.partition] = max(offsets.get(record.partition, 0), record.offset)
-            row = _row(record, now)
-            if row is None:
-                self.unreadable += 1
+            if record.offset > offsets.get(record.partition, 0):
+                offsets[record.partition] = record.offset
+            try:
+                data = orjson.loads(record.data)
+            except orjson.JSONDecodeError:
+                data = None
+            if not isinstance(data, dict) or not data.get("event_id") or not data.get("tenant"):
+                self.unreadable += 1  # bronze is raw, so only an envelope without id or tenant is refused
                 continue
-            event_id = row["event_id"]
-            if event_id in self._seen or event_id in batch_ids:
+            event_id = str(data["event_id"])
+            if event_id in seen or event_id in batch_ids:
                 continue
-            batch_ids.add(event_id)  # type: ignore[arg-type]
-            rows.append(row)
+            batch_ids.add(event_id)
+            _add(columns, data, record, now)
         if offsets == self._offsets:
             return 0
-        for attempt in range(5):
-            assert self._table is not None
-            try:
-                with self._table.transaction() as tx:
-                    # The commit holds only if nobody committed since we read the position. (pyiceberg has
-                    # no public way to add a requirement; `_stage` is how it adds its own.)
-                    tx._stage((), (AssertRefSnapshotId(ref="main", snapshot_id=self._table.metadata.current_snapshot_id),))
-                    if rows:
-                        tx.append(pa.Table.from_pylist(rows, schema=_ARROW),
-                                  snapshot_properties={OFFSETS_PROPERTY: json.dumps(offsets)})
-                    tx.set_properties({OFFSETS_PROPERTY: json.dumps({str(p): o for p, o in offsets.items()})})
-                break
-            except CommitFailedException:
-                # Another writer committed first: our view is stale. Reload and redo from its position.
-                logger.warning("bronze commit conflict (attempt %d); reloading", attempt + 1)
-                self.load()
-                return 0
+        assert self._table is not None
+        position = json.dumps({str(p): o for p, o in offsets.items()})
+        try:
+            with self._table.transaction() as tx:
+                # The commit holds only if nobody committed since we read the position. (pyiceberg has
+                # no public way to add a requirement; `_stage` is how it adds its own.)
+                tx._stage((), (AssertRefSnapshotId(ref="main", snapshot_id=self._table.metadata.current_snapshot_id),))
+                if batch_ids:
+                    tx.append(pa.Table.from_pydict(columns, schema=_ARROW),
+                              snapshot_properties={OFFSETS_PROPERTY: position})
+                tx.set_properties({OFFSETS_PROPERTY: position})
+        except CommitFailedException:
+            # Another writer committed first: our view is stale. Reload and go on from its position.
+            logger.warning("bronze commit conflict; reloading")
+            self.load()
+            return 0
         self._offsets = offsets
-        self._seen |= batch_ids  # type: ignore[arg-type]
+        seen |= batch_ids
         self._table = self.catalog.load_table(BRONZE)
-        return len(rows)
+        return len(batch_ids)
 
     async def run_once(self) -> int:
         """One poll and one commit; the number of new events written (0 when the bus had nothing)."""
