@@ -238,7 +238,7 @@ async def throughput(bus: Bus, events: list[AgentEvent], batches: list[int], cor
 
 # What each part of `BronzeWriter.write` is: (label, file suffix, function) -> cumulative time under cProfile.
 PROFILE_PARTS = [
-    ("`_add` (per record: the row's columns, the payload re-encoded with orjson)", "bronze.py", "_add"),
+    ("`_vectorised` (Arrow JSON parse of the envelopes, payloads re-encoded with orjson)", "bronze_rows.py", "_vectorised"),
     ("pyiceberg: split into day×tenant partitions (`_determine_partitions`, acero filter)", "pyiceberg/io/pyarrow.py",
      "_determine_partitions"),
     ("pyiceberg: Parquet write (`write_file`; its worker threads, waited on)", "pyiceberg/io/pyarrow.py", "write_file"),

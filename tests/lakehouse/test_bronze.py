@@ -123,3 +123,33 @@ async def test_a_second_writer_loses_the_race_reloads_and_never_duplicates(tmp_p
     await _drain(two)
     ids = _ids(catalog)
     assert len(ids) == len(set(ids)) == 400
+
+
+def test_the_vectorised_parse_and_the_row_path_build_the_same_rows():
+    from datetime import UTC, datetime
+
+    from concierge.lakehouse.bronze_rows import _row_by_row, _vectorised
+
+    events = _events(50)
+    records = [Record(e.partition(4), i + 1, e.to_json()) for i, e in enumerate(events)]
+    records.append(Record(0, 99, json.dumps({"event_id": "x1", "payload": {}}).encode()))  # no tenant
+    records.append(records[3])  # a repeat within the batch
+    seen = {events[0].event_id}  # already in bronze
+    now = datetime.now(UTC)
+    fast = _vectorised(records, seen, now)
+    assert fast is not None
+    slow = _row_by_row(records, seen, now)
+    assert fast[1] == slow[1] and len(fast[1]) == 49
+    assert fast[2] == slow[2] == 1
+    assert fast[0].to_pylist() == slow[0].to_pylist()
+    assert _vectorised([*records, Record(0, 100, b"{broken")], seen, now) is None  # falls back to rows
+
+
+def test_payloads_are_sliced_only_from_records_the_event_writer_produced():
+    from concierge.lakehouse.bronze_rows import _raw_payload
+
+    event = AgentEvent(type=EventType.TOOL_CALL_END, tenant="t", conversation_id="c",
+                       payload={"payload": {"x": ',"payload":1'}, "text": "héllo \"quoted\""})
+    assert json.loads(_raw_payload(event.to_json())) == event.payload
+    foreign = json.dumps({"payload": {"a": 1}, "tenant": "t", "meta": {"b": 2, "payload": 3}}).encode()
+    assert json.loads(_raw_payload(foreign)) == {"a": 1}

@@ -23,8 +23,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import orjson
-import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.expressions import GreaterThanOrEqual
@@ -32,45 +30,18 @@ from pyiceberg.table import Table
 from pyiceberg.table.update import AssertRefSnapshotId
 
 from ..events.bus import EventLog, Record
-from .catalog import BRONZE, BRONZE_SCHEMA, ensure_table
+from .bronze_rows import bronze_rows
+from .catalog import BRONZE, ensure_table
 
 logger = logging.getLogger(__name__)
 OFFSETS_PROPERTY = "concierge.offsets"
 NO_RETRIES = ("commit.retry.num-retries", "0")
-_ARROW = BRONZE_SCHEMA.as_arrow()
 
 
 def committed_offsets(table: Table) -> dict[int, int]:
     """The bus position the table's data ends at: {partition: last offset written}."""
     raw = table.properties.get(OFFSETS_PROPERTY)
     return {int(p): int(o) for p, o in json.loads(raw).items()} if raw else {}
-
-
-_STRINGS = ("type", "conversation_id", "trace_id", "user_id", "agent_version")
-
-
-def _columns() -> dict[str, list[object]]:
-    return {name: [] for name in _ARROW.names}
-
-
-def _add(columns: dict[str, list[object]], data: dict[str, object], record: Record, now: datetime) -> None:
-    """Append one event's bronze row, column by column (cheaper than a dict per row)."""
-    try:
-        ts = datetime.fromisoformat(str(data.get("ts"))).astimezone(UTC)
-    except ValueError:
-        ts = now
-    columns["event_id"].append(str(data["event_id"]))
-    columns["tenant"].append(str(data["tenant"]))
-    columns["ts"].append(ts)
-    for name in _STRINGS:
-        columns[name].append(str(data.get(name, "")))
-    turn, version, payload = data.get("turn"), data.get("schema_version"), data.get("payload")
-    columns["turn"].append(turn if type(turn) is int else None)
-    columns["schema_version"].append(version if type(version) is int else None)
-    columns["payload"].append(payload if isinstance(payload, str) else orjson.dumps(payload).decode())
-    columns["log_partition"].append(record.partition)
-    columns["log_offset"].append(record.offset)
-    columns["ingested_at"].append(now)
 
 
 @dataclass
@@ -119,28 +90,14 @@ class BronzeWriter:
         """Append the new events of `records` and move the offsets, in one Iceberg commit."""
         if self._table is None:
             self.load()
-        now = datetime.now(UTC)
-        columns, batch_ids = _columns(), set()
         offsets = dict(self._offsets)
-        seen = self._seen
         for record in records:
             if record.offset > offsets.get(record.partition, 0):
                 offsets[record.partition] = record.offset
-            try:
-                data = orjson.loads(record.data)
-            except orjson.JSONDecodeError:
-                data = None
-            if not isinstance(data, dict) or not data.get("event_id") or not data.get("tenant"):
-                self.unreadable += 1  # bronze is raw, so only an envelope without id or tenant is refused
-                continue
-            event_id = str(data["event_id"])
-            if event_id in seen or event_id in batch_ids:
-                continue
-            batch_ids.add(event_id)
-            _add(columns, data, record, now)
         if offsets == self._offsets:
             return 0
         assert self._table is not None
+        rows, batch_ids, unreadable = bronze_rows(records, self._seen, datetime.now(UTC))
         position = json.dumps({str(p): o for p, o in offsets.items()})
         try:
             with self._table.transaction() as tx:
@@ -148,8 +105,7 @@ class BronzeWriter:
                 # no public way to add a requirement; `_stage` is how it adds its own.)
                 tx._stage((), (AssertRefSnapshotId(ref="main", snapshot_id=self._table.metadata.current_snapshot_id),))
                 if batch_ids:
-                    tx.append(pa.Table.from_pydict(columns, schema=_ARROW),
-                              snapshot_properties={OFFSETS_PROPERTY: position})
+                    tx.append(rows, snapshot_properties={OFFSETS_PROPERTY: position})
                 tx.set_properties({OFFSETS_PROPERTY: position})
         except CommitFailedException:
             # Another writer committed first: our view is stale. Reload and go on from its position.
@@ -157,7 +113,8 @@ class BronzeWriter:
             self.load()
             return 0
         self._offsets = offsets
-        seen |= batch_ids
+        self.unreadable += unreadable  # bronze is raw: only an envelope without id or tenant is refused
+        self._seen |= batch_ids
         self._table = self.catalog.load_table(BRONZE)
         return len(batch_ids)
 
