@@ -20,7 +20,7 @@ from rich.panel import Panel
 from ._version import __version__
 from .cli_eval import eval_app
 from .cli_kb import kb_app
-from .cli_lake import sql_command
+from .cli_lake import lake_app, sql_command
 from .cli_serve import serve, tenants_app
 from .core.errors import ConciergeError, ConfigError, ValidationError
 from .core.principal import Principal
@@ -258,6 +258,7 @@ app.add_typer(kb_app, name="kb")
 app.add_typer(tenants_app, name="tenants")
 app.command("serve")(serve)
 app.command("sql")(sql_command)
+app.add_typer(lake_app, name="lake")
 
 
 @domain_app.command("generate")

@@ -1,4 +1,4 @@
-"""`concierge sql`: ad-hoc SQL over the lakehouse (bronze, silver, gold) from the terminal."""
+"""`concierge sql` and `concierge lake …`: query the lakehouse and run its jobs from the terminal."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from rich.table import Table
 
 from .core.errors import ConciergeError, ConfigError, ValidationError
 
-lake_app = typer.Typer(no_args_is_help=True, help="The lakehouse: SQL over bronze, silver and gold.")
+lake_app = typer.Typer(no_args_is_help=True, help="The lakehouse: ingest events, refine, compact, erase, SQL.")
 console = Console(highlight=False)
 DEFAULT_LAKE = Path(".concierge/lake")
 
@@ -27,15 +27,106 @@ class Format(StrEnum):
     JSON = "json"
 
 
-@lake_app.callback()
-def _lake() -> None:
-    """The lakehouse: SQL over bronze, silver and gold."""
+LakeOption = Annotated[Path, typer.Option("--lake", help="Lake folder (catalog.db and warehouse/).")]
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="Path of a concierge.toml.")]
+
+
+def _fail(exc: ConciergeError) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+    return typer.Exit(2 if isinstance(exc, ConfigError | ValidationError) else 1)
+
+
+@lake_app.command("ingest")
+def ingest_command(
+    config: ConfigOption = None,
+    lake: LakeOption = DEFAULT_LAKE,
+    follow: Annotated[bool, typer.Option(help="Keep running and ingest as events arrive.")] = False,
+) -> None:
+    """Move the bus's events ([events] bus) into bronze, exactly once; then stop (or --follow)."""
+    import asyncio
+
+    from .events.bus import open_log
+    from .lakehouse.ingest import ingest
+    from .settings import load_settings
+
+    try:
+        settings = load_settings(config)
+        if settings.events.bus == "off":
+            raise ConfigError("events are off ([events] bus = \"off\"): there is nothing to ingest")
+        log = open_log(settings.events.bus, partitions=settings.events.partitions)
+
+        async def run() -> int:
+            try:
+                return await ingest(lake, log, until_drained=not follow)
+            finally:
+                await log.close()
+
+        written = asyncio.run(run())
+    except ConciergeError as exc:
+        raise _fail(exc) from None
+    console.print(f"bronze: {written:,} new events from {settings.events.bus}")
+
+
+@lake_app.command("refine")
+def refine_command(lake: LakeOption = DEFAULT_LAKE) -> None:
+    """bronze → silver (validated, deduplicated, PII masked; dead letters) → gold, incrementally."""
+    from .lakehouse.catalog import open_catalog
+    from .lakehouse.gold import aggregate
+    from .lakehouse.silver import refine
+
+    try:
+        catalog = open_catalog(lake)
+        result = refine(catalog)
+        rows = aggregate(catalog, days=result.days) if result.days else 0
+    except ConciergeError as exc:
+        raise _fail(exc) from None
+    console.print(f"silver: {result.written:,} events ({result.duplicates:,} duplicates dropped, "
+                  f"{result.dead_letters:,} dead letters), {result.conversations:,} conversations; "
+                  f"gold: {rows:,} tenant-days recomputed")
+
+
+@lake_app.command("compact")
+def compact_command(
+    table: Annotated[str, typer.Argument(help="bronze.events, silver.events, silver.conversations, gold.daily …")],
+    lake: LakeOption = DEFAULT_LAKE,
+) -> None:
+    """Rewrite a table's small files into few per partition; queries return the same rows."""
+    from .lakehouse.catalog import TABLES, open_catalog
+    from .lakehouse.maintenance import compact
+
+    try:
+        if table not in TABLES:
+            raise ValidationError(f"unknown table {table!r}", hint="one of " + ", ".join(TABLES))
+        result = compact(open_catalog(lake), table)
+    except ConciergeError as exc:
+        raise _fail(exc) from None
+    console.print(f"{table}: {result.files_before:,} files → {result.files_after:,} "
+                  f"({result.partitions_rewritten} partitions rewritten)")
+
+
+@lake_app.command("erase")
+def erase_command(
+    tenant: Annotated[str, typer.Option(help="The user's tenant.")],
+    user: Annotated[str, typer.Option(help="The end user to erase (GDPR).")],
+    lake: LakeOption = DEFAULT_LAKE,
+) -> None:
+    """Delete one end user's rows from every layer and expire the snapshots that still held them."""
+    from .lakehouse.catalog import open_catalog
+    from .lakehouse.maintenance import erase_user
+
+    try:
+        deleted = erase_user(open_catalog(lake), tenant, user)
+    except ConciergeError as exc:
+        raise _fail(exc) from None
+    for name, count in deleted.items():
+        console.print(f"  {name}: {count:,}")
+    console.print(f"erased {user} of {tenant}")
 
 
 @lake_app.command("sql")
 def sql_command(
     statement: Annotated[str, typer.Argument(help='SQL, e.g. "SELECT tenant, count(*) FROM silver.events GROUP BY 1".')],
-    lake: Annotated[Path, typer.Option("--lake", help="Lake folder (catalog.db and warehouse/).")] = DEFAULT_LAKE,
+    lake: LakeOption = DEFAULT_LAKE,
     output: Annotated[Format, typer.Option("--format", "-f", help="table, csv or json.")] = Format.TABLE,
 ) -> None:
     """Run SQL over the lake's tables: bronze.events, silver.events, silver.dead_letters, silver.conversations, gold.daily."""
@@ -48,8 +139,7 @@ def sql_command(
         finally:
             opened.close()
     except ConciergeError as exc:
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(2 if isinstance(exc, ConfigError | ValidationError) else 1) from exc
+        raise _fail(exc) from exc
     rows = result.to_pylist()
     if output is Format.JSON:
         typer.echo(json.dumps(rows, default=str, indent=2))
