@@ -18,7 +18,6 @@ from .core.errors import ConciergeError, ConfigError, ValidationError
 
 lake_app = typer.Typer(no_args_is_help=True, help="The lakehouse: ingest events, refine, compact, erase, SQL.")
 console = Console(highlight=False)
-DEFAULT_LAKE = Path(".concierge/lake")
 
 
 class Format(StrEnum):
@@ -27,8 +26,19 @@ class Format(StrEnum):
     JSON = "json"
 
 
-LakeOption = Annotated[Path, typer.Option("--lake", help="Lake folder (catalog.db and warehouse/).")]
+LakeOption = Annotated[Path | None, typer.Option("--lake", help="Lake folder (default: [lake] folder).")]
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="Path of a concierge.toml.")]
+
+
+def _catalog(lake: Path | None, config: Path | None = None):
+    """The lake's catalog: `--lake` wins, else the `[lake]` settings (folder, catalog URL, warehouse)."""
+    from .lakehouse.catalog import open_catalog
+    from .settings import load_settings
+
+    settings = load_settings(config).lake
+    if lake is not None:
+        return open_catalog(lake)
+    return open_catalog(settings.folder, catalog_url=settings.catalog_url, warehouse=settings.warehouse)
 
 
 def _fail(exc: ConciergeError) -> typer.Exit:
@@ -39,7 +49,7 @@ def _fail(exc: ConciergeError) -> typer.Exit:
 @lake_app.command("ingest")
 def ingest_command(
     config: ConfigOption = None,
-    lake: LakeOption = DEFAULT_LAKE,
+    lake: LakeOption = None,
     follow: Annotated[bool, typer.Option(help="Keep running and ingest as events arrive.")] = False,
 ) -> None:
     """Move the bus's events ([events] bus) into bronze, exactly once; then stop (or --follow)."""
@@ -57,7 +67,7 @@ def ingest_command(
 
         async def run() -> int:
             try:
-                return await ingest(lake, log, until_drained=not follow)
+                return await ingest(_catalog(lake, config), log, until_drained=not follow)
             finally:
                 await log.close()
 
@@ -68,14 +78,13 @@ def ingest_command(
 
 
 @lake_app.command("refine")
-def refine_command(lake: LakeOption = DEFAULT_LAKE) -> None:
+def refine_command(lake: LakeOption = None) -> None:
     """bronze → silver (validated, deduplicated, PII masked; dead letters) → gold, incrementally."""
-    from .lakehouse.catalog import open_catalog
     from .lakehouse.gold import aggregate
     from .lakehouse.silver import refine
 
     try:
-        catalog = open_catalog(lake)
+        catalog = _catalog(lake)
         result = refine(catalog)
         rows = aggregate(catalog, days=result.days) if result.days else 0
     except ConciergeError as exc:
@@ -88,16 +97,16 @@ def refine_command(lake: LakeOption = DEFAULT_LAKE) -> None:
 @lake_app.command("compact")
 def compact_command(
     table: Annotated[str, typer.Argument(help="bronze.events, silver.events, silver.conversations, gold.daily …")],
-    lake: LakeOption = DEFAULT_LAKE,
+    lake: LakeOption = None,
 ) -> None:
     """Rewrite a table's small files into few per partition; queries return the same rows."""
-    from .lakehouse.catalog import TABLES, open_catalog
+    from .lakehouse.catalog import TABLES
     from .lakehouse.maintenance import compact
 
     try:
         if table not in TABLES:
             raise ValidationError(f"unknown table {table!r}", hint="one of " + ", ".join(TABLES))
-        result = compact(open_catalog(lake), table)
+        result = compact(_catalog(lake), table)
     except ConciergeError as exc:
         raise _fail(exc) from None
     console.print(f"{table}: {result.files_before:,} files → {result.files_after:,} "
@@ -108,14 +117,13 @@ def compact_command(
 def erase_command(
     tenant: Annotated[str, typer.Option(help="The user's tenant.")],
     user: Annotated[str, typer.Option(help="The end user to erase (GDPR).")],
-    lake: LakeOption = DEFAULT_LAKE,
+    lake: LakeOption = None,
 ) -> None:
     """Delete one end user's rows from every layer and expire the snapshots that still held them."""
-    from .lakehouse.catalog import open_catalog
     from .lakehouse.maintenance import erase_user
 
     try:
-        deleted = erase_user(open_catalog(lake), tenant, user)
+        deleted = erase_user(_catalog(lake), tenant, user)
     except ConciergeError as exc:
         raise _fail(exc) from None
     for name, count in deleted.items():
@@ -126,14 +134,14 @@ def erase_command(
 @lake_app.command("sql")
 def sql_command(
     statement: Annotated[str, typer.Argument(help='SQL, e.g. "SELECT tenant, count(*) FROM silver.events GROUP BY 1".')],
-    lake: LakeOption = DEFAULT_LAKE,
+    lake: LakeOption = None,
     output: Annotated[Format, typer.Option("--format", "-f", help="table, csv or json.")] = Format.TABLE,
 ) -> None:
     """Run SQL over the lake's tables: bronze.events, silver.events, silver.dead_letters, silver.conversations, gold.daily."""
     from .lakehouse.sql import open_lake
 
     try:
-        opened = open_lake(lake)
+        opened = open_lake(_catalog(lake))
         try:
             result = opened.query(statement)
         finally:

@@ -100,13 +100,14 @@ class BronzeWriter:
         rows, batch_ids, unreadable = bronze_rows(records, self._seen, datetime.now(UTC))
         position = json.dumps({str(p): o for p, o in offsets.items()})
         try:
-            with self._table.transaction() as tx:
-                # The commit holds only if nobody committed since we read the position. (pyiceberg has
-                # no public way to add a requirement; `_stage` is how it adds its own.)
-                tx._stage((), (AssertRefSnapshotId(ref="main", snapshot_id=self._table.metadata.current_snapshot_id),))
-                if batch_ids:
-                    tx.append(rows, snapshot_properties={OFFSETS_PROPERTY: position})
-                tx.set_properties({OFFSETS_PROPERTY: position})
+            tx = self._table.transaction()
+            # The commit holds only if nobody committed since we read the position. (pyiceberg has
+            # no public way to add a requirement; `_stage` is how it adds its own.)
+            tx._stage((), (AssertRefSnapshotId(ref="main", snapshot_id=self._table.metadata.current_snapshot_id),))
+            if batch_ids:
+                tx.append(rows, snapshot_properties={OFFSETS_PROPERTY: position})
+            tx.set_properties({OFFSETS_PROPERTY: position})
+            committed = tx.commit_transaction()  # the table as committed: no catalog round trip to reload it
         except CommitFailedException:
             # Another writer committed first: our view is stale. Reload and go on from its position.
             logger.warning("bronze commit conflict; reloading")
@@ -115,7 +116,7 @@ class BronzeWriter:
         self._offsets = offsets
         self.unreadable += unreadable  # bronze is raw: only an envelope without id or tenant is refused
         self._seen |= batch_ids
-        self._table = self.catalog.load_table(BRONZE)
+        self._table = committed
         return len(batch_ids)
 
     async def run_once(self) -> int:

@@ -13,15 +13,18 @@ import sys
 import time
 from pathlib import Path
 
+from pyiceberg.catalog import Catalog
+
 from ..events.bus import EventLog, open_log
 from .bronze import BronzeWriter
 from .catalog import open_catalog
 
 
-async def ingest(lake: Path | str, log: EventLog, *, batch_size: int = 10_000, until_drained: bool = False,
+async def ingest(lake: Path | str | Catalog, log: EventLog, *, batch_size: int = 10_000, until_drained: bool = False,
                  progress: bool = False) -> int:
     """Move events from `log` into bronze; returns how many new events this run wrote."""
-    writer = BronzeWriter(open_catalog(lake), log, batch_size=batch_size)
+    catalog = lake if isinstance(lake, Catalog) else open_catalog(lake)
+    writer = BronzeWriter(catalog, log, batch_size=batch_size)
     await asyncio.to_thread(writer.load)
     if progress:
         print(f"ready offsets={sum(writer.offsets.values())}", flush=True)
