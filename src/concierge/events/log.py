@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..core.aio import run_to_completion
 from ..core.errors import ValidationError
 from .bus import Record
 
@@ -289,19 +290,7 @@ class EmbeddedLog:
     async def _run(self, work: Callable[..., T], *args: Any) -> T:
         """Runs SQLite work in a thread. A cancelled caller still waits for it to finish (then gets the
         cancel), so `close()` never pulls the connection from under a running transaction."""
-        task = asyncio.ensure_future(asyncio.to_thread(self._locked, work, *args))
-        interrupted = False
-        while True:
-            try:
-                result = await asyncio.shield(task)
-                break
-            except asyncio.CancelledError:
-                if task.done():
-                    raise
-                interrupted = True
-        if interrupted:
-            raise asyncio.CancelledError
-        return result
+        return await run_to_completion(asyncio.to_thread(self._locked, work, *args))
 
     def _locked(self, work: Callable[..., T], *args: Any) -> T:
         with self._lock:

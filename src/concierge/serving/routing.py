@@ -21,6 +21,7 @@ from typing import Any
 
 import redis.asyncio
 
+from ..core.aio import run_to_completion
 from ..core.errors import ConfigError, ValidationError
 from ..runtime.locks import SessionLocks
 
@@ -196,7 +197,7 @@ class _RedisHold:
         except BaseException:  # cancelled or failed while waiting: give the ticket up so nobody waits on it
             if self.ticket is not None:
                 try:
-                    await _shielded(self._leave())
+                    await run_to_completion(self._leave())
                 except (redis.RedisError, OSError) as error:  # keep the original error; the lease frees the ticket
                     log.warning("session %s: giving up ticket %s failed: %s", self.session_id, self.ticket, error)
             raise
@@ -245,7 +246,7 @@ class _RedisHold:
             _fence.reset(self._token)
             self._token = None
         self.held = False
-        await _shielded(self._release())
+        await run_to_completion(self._release())
 
     async def _release(self) -> None:
         if self._renewal is not None:
@@ -265,22 +266,6 @@ def _raise_if_cancelled(before: int) -> None:
     uses around socket writes) drops a cancel that lands just as the write finishes. Unchecked, a
     waiter whose client left would stay queued, and `renewal.cancel()` would never end the renewal."""
     if _cancels() > before:
-        raise asyncio.CancelledError
-
-
-async def _shielded(awaitable: Any) -> None:
-    """Runs clean-up to its end even if this task is cancelled meanwhile, then passes the cancel on."""
-    task = asyncio.ensure_future(awaitable)
-    interrupted = False
-    while True:
-        try:
-            await asyncio.shield(task)
-            break
-        except asyncio.CancelledError:
-            if task.done():
-                raise
-            interrupted = True
-    if interrupted:
         raise asyncio.CancelledError
 
 
