@@ -22,10 +22,11 @@ from .catalog import BRONZE_SCHEMA
 
 ARROW = BRONZE_SCHEMA.as_arrow()
 _STRINGS = ("type", "conversation_id", "trace_id", "user_id", "agent_version")
+_TEXT = pa.large_string()  # the table's own string type: no copy when the columns go in
 _ENVELOPE = pa.schema([
-    ("event_id", pa.string()), ("type", pa.string()), ("ts", pa.timestamp("us", tz="UTC")), ("tenant", pa.string()),
-    ("conversation_id", pa.string()), ("turn", pa.int64()), ("trace_id", pa.string()), ("user_id", pa.string()),
-    ("agent_version", pa.string()), ("schema_version", pa.int64()),
+    ("event_id", _TEXT), ("type", _TEXT), ("ts", pa.timestamp("us", tz="UTC")), ("tenant", _TEXT),
+    ("conversation_id", _TEXT), ("turn", pa.int64()), ("trace_id", _TEXT), ("user_id", _TEXT),
+    ("agent_version", _TEXT), ("schema_version", pa.int64()),
 ])
 _OPTIONS = pajson.ParseOptions(explicit_schema=_ENVELOPE, unexpected_field_behavior="ignore")
 
@@ -72,7 +73,9 @@ def _vectorised(records: Sequence[Record], seen: set[str], now: datetime) -> tup
     except pa.ArrowInvalid:  # an integer out of range: let the row path decide
         return None
     table = pa.table([columns[name] for name in ARROW.names], names=ARROW.names)
-    return table.filter(pa.array(keep)).cast(ARROW), new_ids, unreadable
+    if len(new_ids) < len(records):
+        table = table.filter(pa.array(keep))
+    return table.cast(ARROW), new_ids, unreadable
 
 
 _PRODUCED = b'{"schema_version":'
