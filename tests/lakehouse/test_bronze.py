@@ -153,3 +153,10 @@ def test_payloads_are_sliced_only_from_records_the_event_writer_produced():
     assert json.loads(_raw_payload(event.to_json())) == event.payload
     foreign = json.dumps({"payload": {"a": 1}, "tenant": "t", "meta": {"b": 2, "payload": 3}}).encode()
     assert json.loads(_raw_payload(foreign)) == {"a": 1}
+
+
+def test_bad_writer_settings_are_refused(tmp_path):
+    from concierge.core.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="batch_size"):
+        BronzeWriter(open_catalog(tmp_path), MemoryLog(), batch_size=0)

@@ -29,6 +29,7 @@ from pyiceberg.expressions import GreaterThanOrEqual
 from pyiceberg.table import Table
 from pyiceberg.table.update import AssertRefSnapshotId
 
+from ..core.errors import ValidationError
 from ..events.bus import EventLog, Record
 from .bronze_rows import bronze_rows
 from .catalog import BRONZE, ensure_table
@@ -57,7 +58,8 @@ class BronzeWriter:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.dedup_days < 0:
-            raise ValueError("batch_size must be >= 1 and dedup_days >= 0")
+            raise ValidationError(f"batch_size must be >= 1 and dedup_days >= 0, got {self.batch_size} and "
+                                  f"{self.dedup_days}")
 
     def load(self) -> None:
         """(Re)read the committed offsets and the recent event ids from the table."""
