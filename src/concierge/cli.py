@@ -70,6 +70,7 @@ def _runtime(settings: Settings, client: httpx.AsyncClient) -> Runtime:
     """The retail agent over `client`, with its own limits unless the settings name some."""
     from .domains.retail.agent import make_retail_agent
     from .factory import (
+        build_event_producer,
         build_executor,
         build_limits,
         build_model,
@@ -83,13 +84,18 @@ def _runtime(settings: Settings, client: httpx.AsyncClient) -> Runtime:
         else None
     agent = make_retail_agent(build_model(settings), client, limits=limits, model_settings=model_settings)
     return Runtime(agent, store=build_store(settings), executor=build_executor(settings),
-                   tracer=build_tracer(settings))
+                   tracer=build_tracer(settings), events=build_event_producer(settings))
 
 
 async def _close_ledger(runtime: Runtime) -> None:
+    """Release the ledger, and deliver the conversation's last events to the bus."""
     close = getattr(getattr(runtime.executor, "ledger", None), "close", None)
     if close is not None:
         await close()
+    producer = runtime.events
+    if producer is not None:
+        await producer.close()  # type: ignore[attr-defined]
+        await producer.log.close()  # type: ignore[attr-defined]
 
 
 def _print_turn(user_text: str, result: TurnResult, seconds: float) -> None:
