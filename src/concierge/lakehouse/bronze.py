@@ -36,7 +36,6 @@ from .catalog import BRONZE, ensure_table
 
 logger = logging.getLogger(__name__)
 OFFSETS_PROPERTY = "concierge.offsets"
-NO_RETRIES = ("commit.retry.num-retries", "0")
 
 
 def committed_offsets(table: Table) -> dict[int, int]:
@@ -63,13 +62,7 @@ class BronzeWriter:
 
     def load(self) -> None:
         """(Re)read the committed offsets and the recent event ids from the table."""
-        table = ensure_table(self.catalog, BRONZE)
-        if table.properties.get(NO_RETRIES[0]) != NO_RETRIES[1]:
-            # pyiceberg would retry a conflicting append rebased onto the winner's snapshot, dropping
-            # our requirement that the position we read from is still current: conflicts must surface.
-            with table.transaction() as tx:
-                tx.set_properties({NO_RETRIES[0]: NO_RETRIES[1]})
-            table = self.catalog.load_table(BRONZE)
+        table = ensure_table(self.catalog, BRONZE)  # with retries off: a conflict must surface here
         self._table = table
         self._offsets = committed_offsets(table)
         since = datetime.now(UTC) - timedelta(days=self.dedup_days)
