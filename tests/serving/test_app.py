@@ -205,6 +205,13 @@ def test_websocket_streams_tokens_and_confirms_through_a_message(env: Env) -> No
         assert error["type"] == "error" and error["status"] == 422
 
 
+def test_websocket_takes_the_token_as_a_subprotocol(env: Env) -> None:
+    token = env.user("acme", "dave")
+    with connect(f"{env.server.ws_url}/v1/sessions/dave-1/stream", subprotocols=["concierge.bearer", token]) as ws:
+        assert ws.subprotocol == "concierge.bearer"
+        assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+
+
 def test_websocket_refuses_a_bad_token_and_another_users_session(env: Env) -> None:
     for token, code in (("garbage", 4401), (env.user("acme", "eve"), 4403)):
         with connect(f"{env.server.ws_url}/v1/sessions/dave-1/stream?token={token}") as ws:

@@ -34,6 +34,7 @@ from .webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify
 
 UI = Path(__file__).parent / "ui"
 MAX_TEXT = 32_000
+WS_BEARER = "concierge.bearer"
 SessionId = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_.@-]{1,100}$", description="The session's id.")]
 
 
@@ -250,8 +251,17 @@ def create_app(service: TurnService, options: ServeOptions | None = None, *,
 
     @app.websocket("/v1/sessions/{session_id}/stream")
     async def stream(websocket: WebSocket, session_id: str, token: str = "") -> None:
-        """Send {"type": "message", "text"} or {"type": "confirm"|"decline", "action_id"}; events stream back."""
-        await websocket.accept()
+        """Send {"type": "message", "text"} or {"type": "confirm"|"decline", "action_id"}; events stream back.
+
+        Credentials come as the subprotocols `concierge.bearer, <token>` (what a browser can send,
+        and what stays out of access logs) or, for other clients, as `?token=`.
+        """
+        offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+        if len(offered) == 2 and offered[0] == WS_BEARER:
+            token = offered[1]
+            await websocket.accept(subprotocol=WS_BEARER)
+        else:
+            await websocket.accept()
         try:
             who = await service.tenants.authenticate(token)
             await service.session(who, session_id)

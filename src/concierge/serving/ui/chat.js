@@ -167,7 +167,7 @@ function connect() {
   closeSocket();
   const generation = ++state.wsGeneration;
   setConnection("", "connecting…");
-  const ws = new WebSocket(Api.wsUrl(state.sessionId));
+  const ws = new WebSocket(Api.wsUrl(state.sessionId), Api.wsProtocols());
   state.ws = ws;
   ws.onmessage = (message) => {
     if (generation !== state.wsGeneration) return;
