@@ -33,6 +33,7 @@ from ..core.errors import ValidationError
 from ..events.bus import EventLog, Record
 from .bronze_rows import bronze_rows
 from .catalog import BRONZE, ensure_table
+from .partitioned import append_partitioned
 
 logger = logging.getLogger(__name__)
 OFFSETS_PROPERTY = "concierge.offsets"
@@ -100,7 +101,7 @@ class BronzeWriter:
             # no public way to add a requirement; `_stage` is how it adds its own.)
             tx._stage((), (AssertRefSnapshotId(ref="main", snapshot_id=self._table.metadata.current_snapshot_id),))
             if batch_ids:
-                tx.append(rows, snapshot_properties={OFFSETS_PROPERTY: position})
+                append_partitioned(tx, self._table.io, rows, {OFFSETS_PROPERTY: position})
             tx.set_properties({OFFSETS_PROPERTY: position})
             committed = tx.commit_transaction()  # the table as committed: no catalog round trip to reload it
         except CommitFailedException:
