@@ -34,6 +34,8 @@ class EventType(StrEnum):
     ERROR = "error"
     GUARDRAIL_TRIGGERED = "guardrail_triggered"
     PERMISSION_DENIED = "permission_denied"
+    REASONING_STEP = "reasoning_step"
+    HANDOFF = "handoff"
 
 
 # Never dropped, never sampled: losing one of these loses the audit trail.
