@@ -48,13 +48,19 @@ async def test_a_turn_emits_its_steps_in_order_with_shared_fields():
     result = await _runtime(model, sink).turn("s1", "Where is W1?", principal)
     types = [e.type for e in sink.events]
     assert types == [EventType.MESSAGE_RECEIVED, EventType.LLM_CALL_START, EventType.LLM_CALL_END,
-                     EventType.TOOL_CALL_START, EventType.TOOL_CALL_END, EventType.LLM_CALL_START,
-                     EventType.LLM_CALL_END, EventType.RESPONSE_SENT]
+                     EventType.REASONING_STEP, EventType.TOOL_CALL_START, EventType.TOOL_CALL_END,
+                     EventType.LLM_CALL_START, EventType.LLM_CALL_END, EventType.REASONING_STEP,
+                     EventType.RESPONSE_SENT]
     assert {(e.tenant, e.conversation_id, e.turn, e.user_id, e.agent_version, e.trace_id) for e in sink.events} == {
         ("acme", "s1", 1, "alice", "shop@2", result.trace_id)}
     assert len({e.event_id for e in sink.events}) == len(sink.events)
     assert sink.events[0].payload == {"text": "Where is W1?"}
-    assert sink.events[4].payload["status"] == "succeeded" and sink.events[4].payload["tool"] == "get_order"
+    assert sink.events[5].payload["status"] == "succeeded" and sink.events[5].payload["tool"] == "get_order"
+    thought, response = (e.payload for e in sink.events if e.type == EventType.REASONING_STEP)
+    assert thought["strategy"] == "react" and thought["kind"] == "thought"
+    assert thought["action"] == {"tool": "get_order", "arguments": {"order_id": "W1"}}
+    assert response["kind"] == "response" and response["text"] == "W1 is pending."
+    assert [r.to_dict() for r in result.reasoning] == [thought, response]
     assert sink.events[-1].payload["text"] == "W1 is pending." and sink.events[-1].payload["input_tokens"] > 0
 
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from ..core.errors import ValidationError
 
 Strategy = Literal["react", "plan", "tot"]
-StepKind = Literal["thought", "plan", "action", "response", "replan", "branch", "handoff"]
+StepKind = Literal["route", "thought", "plan", "action", "response", "replan", "branch", "handoff"]
 STRATEGIES: tuple[Strategy, ...] = ("react", "plan", "tot")
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from ..core.messages import Message, ToolCall, message_to_dict
 from ..core.principal import Principal
 from ..core.usage import Usage
+from ..reasoning.steps import ReasoningStep
 from ..tools.confirmation import PendingAction
 from ..tools.outcome import ToolOutcome
 from .emitting import TurnEmitter
@@ -35,6 +36,8 @@ class TurnState:
     citations: list[str] = field(default_factory=list)
     escalation: dict[str, Any] | None = None
     notices: list[str] = field(default_factory=list)
+    # What the strategy thought, planned, weighed and chose, step by step.
+    reasoning: list[ReasoningStep] = field(default_factory=list)
     # Who watches the turn live, and where its events go (not part of its state: never serialised).
     observer: TurnObserver | None = None
     emit: TurnEmitter | None = None
@@ -53,6 +56,7 @@ class TurnState:
             "pending": [p.describe() for p in self.pending],
             "escalation": self.escalation,
             "notices": list(self.notices),
+            "reasoning": [r.to_dict() for r in self.reasoning],
         }
 
 
@@ -82,6 +86,8 @@ class TurnResult:
     escalation: dict[str, Any] | None = None
     # What the user is told about earlier requests settled after a restart.
     notices: tuple[str, ...] = ()
+    # The strategy's steps: thoughts, plans, branches, routing, with confidence, latency and tokens.
+    reasoning: tuple[ReasoningStep, ...] = ()
 
     @property
     def handed_off(self) -> bool:

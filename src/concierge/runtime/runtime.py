@@ -22,12 +22,16 @@ from ..core.messages import AssistantMessage, ToolCall, ToolResultMessage, UserM
 from ..core.principal import Principal, as_principal
 from ..llm.base import ModelResponse, TextDelta, ToolChoice
 from ..llm.tokens import EstimatingCounter, TokenCounter
+from ..reasoning.steps import Action, ReasoningStep, Strategy
+from ..reasoning.strategies import ReAct
+from ..reasoning.strategy import TurnStrategy
 from ..tools.confirmation import question, settle_pending
 from ..tools.executor import DirectExecutor, ToolExecutor
 from ..tools.outcome import ToolOutcome, error_message
 from ..tools.tool import ToolContext
 from .agent import Agent
 from .context import ContextBuilder, ModelSummarizer, Summarizer, TokenTally
+from .driver import UNSTATED_CONFIDENCE, RuntimeDriver, record_step, stated_confidence
 from .emitting import TurnEmitter
 from .events import TurnEvent, TurnObserver
 from .locks import SessionLocks
@@ -45,6 +49,8 @@ MAX_USER_MESSAGE_CHARS = 32_000
 PIN_TOKENS = 60
 SUMMARY_CHARS = 200
 REPEATED = "repeated: not executed again"
+UNSURE = ("Not executed: you rated your confidence {confidence:.2f}, too low to change anything on a guess. "
+          "Ask the customer to confirm exactly what they want first.")
 
 
 class Runtime:
@@ -62,6 +68,7 @@ class Runtime:
         tracer: trace.Tracer | None = None,
         locks: SessionLocks | None = None,
         events: EventSink | None = None,
+        strategy: TurnStrategy | None = None,
     ) -> None:
         self.agent = agent
         self.store: SessionStore = store if store is not None else InMemorySessionStore()
@@ -77,6 +84,8 @@ class Runtime:
         self.tracer = tracer or default_tracer()
         self.locks = locks or SessionLocks()
         self.events = events  # where each turn's AgentEvents go (an EventProducer); None: nowhere
+        # How each turn is reasoned out (ReAct, plan-then-execute, tree-of-thought, or a router).
+        self.strategy: TurnStrategy = strategy if strategy is not None else ReAct()
         self._specs = agent.registry.specs()
         self._recovered = False
 
@@ -122,8 +131,13 @@ class Runtime:
                         if stopped_by is None:
                             # After running confirmed actions the model reports; it is not forced to act.
                             ran_confirmed = any(s.kind == "tool" for s in state.steps)
-                            reply, stopped_by = await self._loop(session, state, guard,
-                                                                 "auto" if ran_confirmed else None)
+                            driver = RuntimeDriver(self, session, state, guard, user_message,
+                                                   "auto" if ran_confirmed else None)
+                            reply, stopped_by = await self.strategy.run(driver)
+                            if stopped_by is None and state.pending:
+                                reply, stopped_by = await self._ask_confirmation(state)
+                            elif stopped_by is None and not reply.strip():
+                                reply, stopped_by = self._handoff(session, state), "empty_reply"
                 except TimeoutError:
                     reply, stopped_by = self._handoff(session, state), "timeout"
                 except ModelError as exc:  # the provider failed after its retries: hand off, keep the turn
@@ -146,10 +160,12 @@ class Runtime:
                 ))
                 return TurnResult(session_id, reply, tuple(state.steps), state.usage, stopped_by,
                                   span_id_hex(span), tuple(state.messages), tuple(state.pending),
-                                  state.escalation, tuple(state.notices))
+                                  state.escalation, tuple(state.notices), tuple(state.reasoning))
 
     async def _loop(self, session: Session, state: TurnState, guard: LoopGuard,
-                    first_choice: ToolChoice | None = None) -> tuple[str, str | None]:
+                    first_choice: ToolChoice | None = None, *, strategy: Strategy = "react",
+                    ask_below: float | None = None) -> tuple[str, str | None]:
+        """ReAct: the model thinks (its text beside a tool call is the thought), acts, observes."""
         agent = self.agent
         limits = agent.limits
         tool_choice = first_choice or agent.tool_choice
@@ -164,6 +180,8 @@ class Runtime:
             response = await self._call_model(window.messages, tool_choice, state)
             message = response.message
             state.messages.append(message)
+            confidence = stated_confidence(message.content)
+            await self._record_thought(state, strategy, message, confidence)
             if not message.tool_calls:
                 if message.content and message.content.strip():
                     return message.content, None
@@ -171,6 +189,16 @@ class Runtime:
             if self._over_budget(state):
                 return self._handoff(session, state), "budget"
             tool_choice = "auto"
+            if ask_below is not None and confidence is not None and confidence < ask_below and any(
+                    (tool := agent.registry._tools.get(c.name)) is not None and tool.writes for c in message.tool_calls):
+                # The model itself is unsure and would change something: it asks instead.
+                for call in message.tool_calls:
+                    note = UNSURE.format(confidence=confidence)
+                    state.messages.append(ToolResultMessage(call.id, call.name, note, True))
+                    state.steps.append(TraceStep("tool", call.name, call.arguments, note[:SUMMARY_CHARS], 0.0,
+                                                 error=note))
+                tool_choice = "none"
+                continue
             if all(guard.earlier_result(call) is not None for call in message.tool_calls):
                 # Only repeats of finished calls: drop them from the conversation (the trace keeps
                 # them) so the model answers from the real results, not from a note about repeating.
@@ -180,23 +208,47 @@ class Runtime:
                 tool_choice = "none"
                 continue
             for call in message.tool_calls:
-                if not await self._run_tool(call, context, guard, state):
+                ran, _ = await self._run_tool(call, context, guard, state)
+                if not ran:
                     tool_choice = "none"  # it repeated a finished or twice-failed call: now it must answer
                 if state.escalation is not None:
                     return self._escalate(state), "escalated"
             if state.pending:
-                if state.observer is not None or state.emit is not None:
-                    actions = [{"id": a.id, "tool": a.tool, "arguments": a.arguments, "description": a.describe()}
-                               for a in state.pending]
-                    if state.observer is not None:
-                        await state.observer(TurnEvent("confirmation_requested", {"actions": actions}))
-                    if state.emit is not None:
-                        await state.emit(EventType.CONFIRMATION_REQUESTED, actions=actions)
-                return question(state.pending), "awaiting_confirmation"
+                return await self._ask_confirmation(state)
         return self._handoff(session, state), "max_steps"
 
+    async def _record_thought(self, state: TurnState, strategy: Strategy, message: AssistantMessage,
+                              confidence: float | None) -> None:
+        """One step per action the model chose (its text is the thought), or one for its reply."""
+        model_step = state.steps[-1]
+        cost = {"latency_ms": model_step.latency_ms, "input_tokens": model_step.input_tokens,
+                "output_tokens": model_step.output_tokens}
+        value = UNSTATED_CONFIDENCE if confidence is None else confidence
+        text = (message.content or "").strip()
+        if not message.tool_calls:
+            await record_step(state, ReasoningStep(strategy, "response", text[:SUMMARY_CHARS], value, **cost))
+            return
+        for call in message.tool_calls:
+            thought = text or f"call {call.name}({render(call.arguments)})"
+            await record_step(state, ReasoningStep(strategy, "thought", thought[:SUMMARY_CHARS], value,
+                                                   Action(call.name, call.arguments), **cost))
+            cost = {}  # the model call is counted once, on its first step
+
+    async def _ask_confirmation(self, state: TurnState) -> tuple[str, str]:
+        """Pause the turn on its pending actions: tell the watchers, ask the customer."""
+        if state.observer is not None or state.emit is not None:
+            actions = [{"id": a.id, "tool": a.tool, "arguments": a.arguments, "description": a.describe()}
+                       for a in state.pending]
+            if state.observer is not None:
+                await state.observer(TurnEvent("confirmation_requested", {"actions": actions}))
+            if state.emit is not None:
+                await state.emit(EventType.CONFIRMATION_REQUESTED, actions=actions)
+        return question(state.pending), "awaiting_confirmation"
+
     def _context(self, session: Session, state: TurnState) -> ToolContext:
-        return ToolContext(state.session_id, state.principal, session.state, emit=state.emit)
+        first = state.messages[0] if state.messages else None
+        return ToolContext(state.session_id, state.principal, session.state, emit=state.emit,
+                           user_message=first.content if isinstance(first, UserMessage) else "")
 
     async def _run_confirmed(self, session: Session, state: TurnState, text: str,
                              guard: LoopGuard) -> tuple[str, str | None]:
@@ -256,8 +308,10 @@ class Runtime:
             raise ModelError(f"{self.agent.model.name} ended its stream without a response")
         return response
 
-    async def _run_tool(self, call: ToolCall, context: ToolContext, guard: LoopGuard, state: TurnState) -> bool:
-        """Run one call and record its result; False when it was a repeat that was not executed."""
+    async def _run_tool(self, call: ToolCall, context: ToolContext, guard: LoopGuard,
+                        state: TurnState) -> tuple[bool, ToolOutcome]:
+        """Run one call and record its result; False when it was a repeat that was not executed (or
+        a call the loop guard blocked), with the outcome (a repeat's is the earlier result)."""
         tool = self.agent.registry._tools.get(call.name)  # direct dict lookup: hot path
         earlier = guard.earlier_result(call)
         if earlier is not None:
@@ -265,7 +319,7 @@ class Runtime:
             state.messages.append(ToolResultMessage(call.id, call.name, note))
             state.steps.append(TraceStep("tool", call.name, call.arguments, note[:SUMMARY_CHARS], 0.0,
                                          error=REPEATED))
-            return False
+            return False, ToolOutcome(value=note)
         if state.observer is not None:
             await state.observer(TurnEvent("tool_started", {"id": call.id, "name": call.name,
                                                             "arguments": call.arguments}))
@@ -308,7 +362,7 @@ class Runtime:
             state.messages.append(ToolResultMessage(call.id, call.name, content, True))
             state.steps.append(TraceStep("tool", call.name, call.arguments, content[:SUMMARY_CHARS], latency_ms,
                                          error=outcome.error))
-            return outcome.error is not BLOCKED
+            return outcome.error is not BLOCKED, outcome
         assert tool is not None
         budget = self.agent.limits.max_tool_result_tokens
         content = truncate_result(outcome.value, tool.essential_fields, budget, self.counter)
@@ -319,7 +373,7 @@ class Runtime:
             state.citations.extend(str(c) for c in cited if str(c) not in state.citations)
         if tool.writes:
             state.new_pins.append(self._pin(call, tool.essential_fields, outcome.value))
-        return True
+        return True, outcome
 
     def _pin(self, call: ToolCall, essential: tuple[str, ...], value: object) -> str:
         if essential and isinstance(value, dict):
@@ -380,9 +434,13 @@ def _with_facts(reply: str, state: TurnState) -> str:
     sources a knowledge search cited when the reply names none of them."""
     parts = [*state.notices, reply] if state.notices else [reply]
     mentioned = state.escalation.get("key") if state.escalation else None
+    succeeded = {(s.name, render(s.arguments)) for s in state.steps if s.kind == "tool" and s.error is None} \
+        if state.unfinished_writes else set()
     for call, outcome in state.unfinished_writes:
         if outcome.key is not None and outcome.key == mentioned:
             continue  # the escalation text already says it
+        if (call.name, render(call.arguments)) in succeeded:
+            continue  # it failed first and went through later in the turn (a replanned step)
         label = "Not confirmed" if outcome.status == "unknown" else "Not done"
         parts.append(f"{label}: {call.name}({render(call.arguments)}): {error_message(outcome.error or '')}")
     if state.citations and not any(c in reply for c in state.citations):

@@ -51,6 +51,9 @@ class ToolContext:
     executor: Any = field(default=None, compare=False, repr=False)
     # `await context.emit(EventType.X, **payload)` puts an event of this turn on the bus (None: no bus).
     emit: Any = field(default=None, compare=False, repr=False)
+    # The customer's own message this turn (from the runtime, never from the model): what a
+    # delegated turn forwards when it is the customer's answer to a confirmation question.
+    user_message: str = field(default="", compare=False, repr=False)
 
     def __post_init__(self) -> None:
         principal = self.principal if isinstance(self.principal, Principal) else as_principal(self.principal)

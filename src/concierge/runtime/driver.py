@@ -1,0 +1,91 @@
+"""The runtime's side of the strategy seam: one running turn, as a strategy may touch it.
+
+A strategy sees the model, the tools and the conversation, and acts only through these methods,
+each of which goes through the runtime's own machinery (the executor, the loop guard, the trace,
+the event bus). Nothing here widens what a turn may do; it only lets a strategy order the steps.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from opentelemetry import trace
+
+from ..core.events import EventType
+from ..core.messages import AssistantMessage, Message, ToolCall, ToolResultMessage
+from ..llm.base import ChatModel, ToolChoice
+from ..reasoning.steps import ReasoningStep, Strategy
+from ..tools.outcome import ToolOutcome
+from ..tools.registry import ToolRegistry
+from ..tools.tool import ToolContext
+from .context import TokenTally
+from .loop_guard import LoopGuard
+from .result import TurnState
+from .sessions.base import Session
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+_CONFIDENCE = re.compile(r"confiden\w*\W{0,3}(1(?:\.0+)?|0?\.\d+|0)\b", re.IGNORECASE)
+UNSTATED_CONFIDENCE = 0.5  # what a thought is worth when the model did not rate it
+
+
+def stated_confidence(text: str | None) -> float | None:
+    """The confidence a model wrote into its thought ("... confidence 0.7"), if it wrote one."""
+    match = _CONFIDENCE.search(text or "")
+    return float(match.group(1)) if match else None
+
+
+class RuntimeDriver:
+    """`TurnDriver` over the runtime's state for one turn."""
+
+    def __init__(self, runtime: Runtime, session: Session, state: TurnState, guard: LoopGuard, user_message: str,
+                 first_choice: ToolChoice | None) -> None:
+        self.runtime, self.session, self.state, self.guard = runtime, session, state, guard
+        self.user_message = user_message
+        self.first_choice = first_choice
+        self.model: ChatModel = runtime.agent.model
+        self.registry: ToolRegistry = runtime.agent.registry
+        self.tool_context: ToolContext = runtime._context(session, state)
+        self.conversation_turns = session.turns
+
+    @property
+    def tool_results(self) -> list[ToolResultMessage]:
+        """Every tool result of the session so far (for entity counting): history and this turn."""
+        return [m for m in (*self.session.history, *self.state.messages) if isinstance(m, ToolResultMessage)]
+
+    async def conversation(self) -> list[Message]:
+        runtime, session, state = self.runtime, self.session, self.state
+        window = await runtime.context.build(runtime.agent.instructions, session, state.window_start, state.summary,
+                                             (*session.pinned_facts, *state.new_pins), state.messages, TokenTally())
+        return list(window.messages)
+
+    async def react(self, *, strategy: Strategy = "react", tool_choice: ToolChoice | None = None,
+                    ask_below: float | None = None) -> tuple[str, str | None]:
+        return await self.runtime._loop(self.session, self.state, self.guard, tool_choice or self.first_choice,
+                                        strategy=strategy, ask_below=ask_below)
+
+    async def call_tool(self, call: ToolCall) -> ToolOutcome:
+        self.state.messages.append(AssistantMessage(content=None, tool_calls=(call,)))
+        _, outcome = await self.runtime._run_tool(call, self.tool_context, self.guard, self.state)
+        return outcome
+
+    async def record(self, step: ReasoningStep) -> None:
+        await record_step(self.state, step)
+
+    def say(self, text: str) -> tuple[str, None]:
+        self.state.messages.append(AssistantMessage(content=text))
+        return text, None
+
+
+async def record_step(state: TurnState, step: ReasoningStep) -> None:
+    """A reasoning step into the turn's record, onto its span and onto the bus."""
+    state.reasoning.append(step)
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.add_event("concierge.reasoning_step", {
+            "strategy": step.strategy, "kind": step.kind, "text": step.text[:200], "confidence": step.confidence,
+            "action": step.action.tool if step.action is not None else ""})
+    if state.emit is not None:
+        await state.emit(EventType.REASONING_STEP, **step.to_dict())
