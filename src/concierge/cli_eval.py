@@ -81,6 +81,13 @@ def _user_factory(spec: str, scripted_confirms: bool) -> Any:
     return lambda task: ModelUser(model, task)
 
 
+def _strategy(name: str, domain: Any) -> Any:
+    from .reasoning.routed import IdsInConversation, strategy_named
+
+    pattern = getattr(domain, "entity_pattern", None)
+    return strategy_named(name, entities=IdsInConversation(pattern) if pattern else None)
+
+
 def _domain(folder: Path) -> Any:
     from .domains.retail.evaluation import RetailDomain
 
@@ -104,6 +111,11 @@ def _print_summary(summary: dict[str, Any], folder: Path) -> None:
     latency = summary["turn_latency_ms"]
     if latency["p50"] is not None:
         table.add_row("turn latency p50/p95/p99", f"{latency['p50']:.0f} / {latency['p95']:.0f} / {latency['p99']:.0f} ms")
+    per = summary["per_conversation"]
+    table.add_row("per conversation", f"{per['model_calls']:.1f} LLM calls, {per['tokens']:,.0f} tokens, "
+                                      f"{per['seconds']:.1f} s")
+    if summary["strategies"]:
+        table.add_row("turns by strategy", ", ".join(f"{k} {v}" for k, v in sorted(summary["strategies"].items())))
     table.add_row("cost per conversation", f"${summary['cost_usd']['mean']:.4f} (max ${summary['cost_usd']['max']:.4f})")
     table.add_row("stop reasons", ", ".join(f"{k} {v}" for k, v in summary["stop_reasons"].items()))
     console.print(table)
@@ -136,6 +148,7 @@ def run(
     min_pass_rate: Annotated[float | None, typer.Option(min=0, max=1, help="Correctness suite: fail below this.")] = None,
     p95_turn_ms: Annotated[float | None, typer.Option(min=0, help="Latency suite: p95 per-turn budget.")] = None,
     cost_budget: Annotated[float | None, typer.Option(min=0, help="Cost suite: USD per conversation.")] = None,
+    strategy: Annotated[str, typer.Option(help="How the agent reasons each turn: react | plan | tot | router.")] = "react",
 ) -> None:
     """Run tasks × trials: the agent, a simulated customer, a fresh store per trial; tau2's rewards."""
     from .evals.judge import check_judge_family
@@ -148,6 +161,7 @@ def run(
         chosen = select_tasks(load_tasks(tasks), task, limit)
         domain = _domain(domain_dir or tasks.parent)
         contestant = _contestant(agent_model, domain)
+        turn_strategy = _strategy(strategy, domain)
         judge = model_from_spec(judge_model, "judge") if judge_model else None
         if judge_model and (warning := check_judge_family(judge_model, agent_model)):
             console.print(f"[yellow]warning: {warning}[/]")
@@ -156,11 +170,11 @@ def run(
         folder = out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{agent_model.replace(':', '-').replace('/', '-')}"
         store = RunStore(folder)
         store.start({"tasks": str(tasks), "task_ids": [t.id for t in chosen], "trials": trials, "agent": agent_model,
-                     "user": user_model, "judge": judge_model, "max_turns": max_turns,
+                     "user": user_model, "judge": judge_model, "max_turns": max_turns, "strategy": strategy,
                      "started": time.strftime("%Y-%m-%d %H:%M:%S")}, resume=resume)
         user = _user_factory(user_model, scripted_confirms=contestant.signed_in)
         runner = EvalRunner(domain, contestant, user, judge=judge, max_turns=max_turns, trial_timeout_s=timeout,
-                            concurrency=concurrency, store=store, console=console)
+                            concurrency=concurrency, store=store, console=console, strategy=turn_strategy)
         results = asyncio.run(runner.run(chosen, trials))
     except ConciergeError as exc:
         raise _fail(exc) from None

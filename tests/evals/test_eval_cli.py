@@ -38,6 +38,25 @@ def test_a_run_a_regression_and_the_gate(store, tmp_path):
     assert again.exit_code == 2 and "--resume" in again.output
 
 
+def test_every_strategy_runs_with_the_oracle_and_records_its_cost(store, tmp_path):
+    tasks = str(store / "tasks.json")
+    calls = {}
+    for strategy in ("react", "plan", "tot", "router"):
+        out = tmp_path / strategy
+        result = runner.invoke(app, ["eval", "run", "--tasks", tasks, "--agent-model", "oracle", "--strategy", strategy,
+                                     "--limit", "3", "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        assert "LLM calls" in result.output and "turns by strategy" in result.output
+        trials = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
+        assert all(t["error"] is None and t["model_calls"] > 0 for t in trials)
+        calls[strategy] = sum(t["model_calls"] for t in trials)
+    # Planning and branch proposals are model calls of their own, counted with the rest.
+    assert calls["plan"] > calls["react"] and calls["tot"] > calls["react"]
+    result = runner.invoke(app, ["eval", "run", "--tasks", tasks, "--agent-model", "oracle", "--strategy", "greedy",
+                                 "--out", str(tmp_path / "bad")])
+    assert result.exit_code == 2 and "unknown strategy 'greedy'" in result.output
+
+
 def test_bad_arguments_are_one_clear_line(store, tmp_path):
     result = runner.invoke(app, ["eval", "run", "--tasks", str(store / "tasks.json"), "--agent-model", "gpt"])
     assert result.exit_code == 2 and "unknown agent model spec 'gpt'" in result.output
@@ -57,16 +76,25 @@ def test_agreement_command(tmp_path):
 
 @pytest.mark.real_model
 @pytest.mark.embedded
-def test_embedded_model_smoke_run_on_three_tasks(store, tmp_path):
-    """The real offline model as the agent, the scripted customer: runs end to end and is scored."""
+@pytest.mark.parametrize("strategy", ["react", "plan", "tot", "router"])
+def test_embedded_model_smoke_run_on_three_tasks(store, tmp_path, strategy):
+    """The real offline model as the agent under each strategy, the scripted customer: runs end to end
+    and is scored (the score itself is whatever a 135M model earns; the smoke is that it runs)."""
+    max_turns = "30" if strategy == "react" else "4"  # the other strategies spend more calls per turn
     result = runner.invoke(app, ["eval", "run", "--tasks", str(store / "tasks.json"), "--agent-model", "embedded",
-                                 "--limit", "3", "--concurrency", "1", "--out", str(tmp_path / "smoke")])
+                                 "--strategy", strategy, "--limit", "3", "--concurrency", "1",
+                                 "--max-turns", max_turns, "--out", str(tmp_path / "smoke")])
     print(result.output)
     assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "smoke" / "run.json").read_text())["strategy"] == strategy
     trials = [json.loads(line) for line in (tmp_path / "smoke" / "trials.jsonl").read_text().splitlines()]
     assert len(trials) == 3
     for trial in trials:
         assert trial["error"] is None, trial["error"]
-        assert trial["input_tokens"] > 0 and trial["turn_latency_ms"]
+        assert trial["input_tokens"] > 0 and trial["turn_latency_ms"] and trial["model_calls"] > 0
         assert any(m["role"] == "assistant" and m["text"].strip() for m in trial["conversation"])
         assert set(trial["components"]) >= {"DB", "ACTION", "COMMUNICATE", "ENV_ASSERTION"}
+        if strategy != "router":
+            assert set(trial["strategies"]) == {strategy}, trial["strategies"]
+        else:
+            assert set(trial["strategies"]) <= {"react", "plan", "tot"} and trial["strategies"]

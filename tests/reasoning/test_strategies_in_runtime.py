@@ -99,6 +99,10 @@ async def test_plan_replans_after_a_failed_precondition_then_reports():
     events = [e.payload for e in sink.events if e.type == EventType.REASONING_STEP]
     assert events == [s.to_dict() for s in result.reasoning]
     assert model.requests[-1].tool_choice == "none"  # the report cannot act again
+    # The planning calls are the turn's model calls too: in its trace and its usage.
+    model_steps = [s for s in result.steps if s.kind == "model"]
+    assert len(model_steps) == 3 and result.usage.input_tokens == sum(s.input_tokens for s in model_steps)
+    assert model.requests[0].response_format is not None and model.requests[0].tools == ()
 
 
 async def test_a_failed_critical_step_is_told_truthfully_and_nothing_depending_on_it_runs():

@@ -43,6 +43,8 @@ class TrialResult:
     first_response_ms: list[float] = field(default_factory=list)
     duration_s: float = 0.0
     error: str | None = None
+    model_calls: int = 0  # every model call the agent made, planning and branch proposals included
+    strategies: dict[str, int] = field(default_factory=dict)  # turns per strategy that ran them
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -151,6 +153,12 @@ def summarize(trials: list[TrialResult]) -> dict[str, Any]:
         "first_response_ms": _percentiles([x for t in trials for x in t.first_response_ms]),
         "cost_usd": {"mean": statistics.fmean(costs), "max": max(costs), "total": sum(costs)},
         "tokens": sum(t.input_tokens + t.output_tokens for t in trials),
+        "per_conversation": {
+            "model_calls": statistics.fmean(t.model_calls for t in trials),
+            "tokens": statistics.fmean(t.input_tokens + t.output_tokens for t in trials),
+            "seconds": statistics.fmean(t.duration_s for t in trials),
+        },
+        "strategies": dict(sum((Counter(t.strategies) for t in trials), Counter())),
         "stop_reasons": dict(Counter(t.stop_reason for t in trials)),
         "errors": sum(1 for t in trials if t.error),
     }

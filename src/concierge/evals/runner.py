@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..core.errors import ValidationError
 from ..core.principal import Principal
 from ..llm.base import ChatModel
+from ..reasoning.strategy import TurnStrategy
 from ..runtime.runtime import Runtime
 from ..tools.ledger import InMemoryLedger
 from ..tools.pipeline import TransactionalExecutor
@@ -60,7 +62,8 @@ def _check_positive(name: str, value: object, *, allow_float: bool = False) -> N
 class EvalRunner:
     def __init__(self, domain: Domain, contestant: Contestant, user: UserFactory, *,
                  judge: ChatModel | None = None, max_turns: int = 30, trial_timeout_s: float = 600.0,
-                 concurrency: int = 1, store: RunStore | None = None, console: Console | None = None) -> None:
+                 concurrency: int = 1, store: RunStore | None = None, console: Console | None = None,
+                 strategy: TurnStrategy | None = None) -> None:
         _check_positive("max_turns", max_turns)
         _check_positive("trial_timeout_s", trial_timeout_s, allow_float=True)
         _check_positive("concurrency", concurrency)
@@ -68,6 +71,7 @@ class EvalRunner:
         self.max_turns, self.trial_timeout_s, self.concurrency = max_turns, trial_timeout_s, concurrency
         self.store = store
         self.console = console
+        self.strategy = strategy  # how the agent reasons each turn (None: the runtime's default, ReAct)
         self._gold: dict[str, asyncio.Future[str]] = {}
 
     async def run(self, tasks: Sequence[Task], trials: int = 1) -> list[TrialResult]:
@@ -165,6 +169,7 @@ class EvalRunner:
             tool_calls=record.tool_calls, ledger=record.ledger, input_tokens=record.input_tokens,
             output_tokens=record.output_tokens, cost_usd=record.cost_usd, turn_latency_ms=record.turn_ms,
             first_response_ms=record.first_ms, duration_s=time.perf_counter() - started, error=error,
+            model_calls=record.model_calls, strategies=dict(record.strategies),
         )
 
     async def _converse(self, task: Task, trial: int, environment: Environment, record: _Recorder) -> str:
@@ -173,7 +178,8 @@ class EvalRunner:
             await environment.replay(initial.initialization_actions)
         model = self.contestant.model_for(task, environment)
         ledger = InMemoryLedger()
-        runtime = Runtime(self.domain.agent(model, environment), executor=TransactionalExecutor(ledger))
+        runtime = Runtime(self.domain.agent(model, environment), executor=TransactionalExecutor(ledger),
+                          strategy=self.strategy)
         customer = environment.customer_of(task.evaluation_criteria.actions) if self.contestant.signed_in else None
         principal = Principal(f"eval-{task.id}-{trial}", scopes=self.domain.customer_scopes, customer_id=customer)
         session = f"eval-{task.id}-{trial}-{next(_sessions)}"
@@ -214,6 +220,8 @@ class _Recorder:
         self.cost_usd = 0.0
         self.turn_ms: list[float] = []
         self.first_ms: list[float] = []
+        self.model_calls = 0
+        self.strategies: Counter[str] = Counter()
 
     def say(self, role: str, text: str) -> None:
         self.conversation.append({"role": role, "text": text})
@@ -225,6 +233,9 @@ class _Recorder:
         self.output_tokens += result.usage.output_tokens
         self.cost_usd += result.usage.cost_usd
         self.turn_ms.append(elapsed_ms)
+        self.model_calls += sum(1 for s in result.steps if s.kind == "model")
+        if result.reasoning:  # the strategy that ran the turn: the router's pick, else the first step's
+            self.strategies[result.reasoning[0].strategy] += 1
         first_model = next((s for s in result.steps if s.kind == "model"), None)
         if first_model is not None:
             self.first_ms.append(first_model.latency_ms)

@@ -8,13 +8,14 @@ the event bus). Nothing here widens what a turn may do; it only lets a strategy 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 
 from ..core.events import EventType
 from ..core.messages import AssistantMessage, Message, ToolCall, ToolResultMessage
-from ..llm.base import ChatModel, ToolChoice
+from ..llm.base import ChatModel, ModelResponse, ModelSettings, StreamingFromComplete, ToolChoice, ToolSpec
 from ..reasoning.steps import ReasoningStep, Strategy
 from ..tools.outcome import ToolOutcome
 from ..tools.registry import ToolRegistry
@@ -45,7 +46,7 @@ class RuntimeDriver:
         self.runtime, self.session, self.state, self.guard = runtime, session, state, guard
         self.user_message = user_message
         self.first_choice = first_choice
-        self.model: ChatModel = runtime.agent.model
+        self.model: ChatModel = AccountedModel(runtime, state)
         self.registry: ToolRegistry = runtime.agent.registry
         self.tool_context: ToolContext = runtime._context(session, state)
         self.conversation_turns = session.turns
@@ -77,6 +78,22 @@ class RuntimeDriver:
     def say(self, text: str) -> tuple[str, None]:
         self.state.messages.append(AssistantMessage(content=text))
         return text, None
+
+
+class AccountedModel(StreamingFromComplete):
+    """The agent's model as a strategy calls it (a planner, a branch proposer): each call counts in
+    the turn's usage and limits and shows in its trace and events, like the loop's own calls."""
+
+    def __init__(self, runtime: Runtime, state: TurnState) -> None:
+        self.runtime, self.state = runtime, state
+        self.name = runtime.agent.model.name
+
+    async def complete(self, messages: Sequence[Message], *, tools: Sequence[ToolSpec] = (),
+                       tool_choice: ToolChoice = "auto", response_format: dict[str, Any] | None = None,
+                       settings: ModelSettings | None = None) -> ModelResponse:
+        response: ModelResponse = await self.runtime._call_model(messages, tool_choice, self.state, tools=tools,
+                                                                 response_format=response_format)
+        return response
 
 
 async def record_step(state: TurnState, step: ReasoningStep) -> None:

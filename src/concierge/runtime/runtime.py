@@ -265,15 +265,18 @@ class Runtime:
                 return self._escalate(state), "escalated"
         return "", None
 
-    async def _call_model(self, messages, tool_choice, state: TurnState):
+    async def _call_model(self, messages, tool_choice, state: TurnState, *, tools=None, response_format=None):
+        """One model call, in the turn's usage, trace, span and events. A structured-output call (a
+        strategy's plan or branches) is never streamed to the customer."""
         agent = self.agent
         if state.emit is not None:
             await state.emit(EventType.LLM_CALL_START, model=agent.model.name)
         with SpanScope(self.tracer, "llm.complete") as span:
             started = time.perf_counter()
-            if state.observer is None:
+            if state.observer is None or response_format is not None:
                 response = await agent.model.complete(
-                    messages, tools=self._specs, tool_choice=tool_choice, settings=agent.model_settings
+                    messages, tools=self._specs if tools is None else tools, tool_choice=tool_choice,
+                    response_format=response_format, settings=agent.model_settings
                 )
             else:
                 response = await self._stream_model(messages, tool_choice, state.observer)

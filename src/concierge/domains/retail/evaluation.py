@@ -167,6 +167,8 @@ class RetailDomain:
 
     name = "retail"
     customer_scopes = frozenset(WRITE_SCOPES)
+    # Order ids: how the router counts the orders "my order" could mean.
+    entity_pattern = r"#W\d{7}"
 
     def __init__(self, db: Json, policy: str | None = None) -> None:
         self.db = db
