@@ -189,6 +189,10 @@ def test_customer_cancels_an_order_and_the_operator_sees_the_ledger(site: Site) 
             widths = [b.bounding_box()["width"] for b in bars.all()]  # type: ignore[index]
             assert all(w >= 2 for w in widths) and max(widths) > 50, widths
             expect(console.get_by_test_id("waterfall").last).to_contain_text("cancel_pending_order")
+            # each turn's reasoning steps are listed beside its waterfall
+            reasoning = console.get_by_test_id("reasoning").first
+            reasoning.locator("summary").click()
+            expect(reasoning.get_by_test_id("reasoning-step").first).to_contain_text("react · ")
             _shot(console, "04-console.png")
             ledger_row.scroll_into_view_if_needed()
             _shot(console, "05-console-ledger.png")

@@ -101,11 +101,15 @@ class SessionInfo:
 
 
 def turn_steps(result: TurnResult) -> list[dict[str, Any]]:
-    """The turn's steps with their start offsets: steps run one after another, so offsets add up."""
+    """The turn's steps with their start offsets (steps run one after another, so offsets add up),
+    then its reasoning steps (kind "reasoning"), which the console lists beside the waterfall."""
     offset, steps = 0.0, []
     for step in result.steps:
         steps.append({**step_to_dict(step), "start_ms": round(offset, 3)})
         offset += step.latency_ms
+    for reasoning in result.reasoning:
+        steps.append({"kind": "reasoning", "name": f"{reasoning.strategy}.{reasoning.kind}", "latency_ms": 0.0,
+                      "start_ms": None, "reasoning": reasoning.to_dict()})
     return steps
 
 

@@ -202,11 +202,25 @@ function renderTurn(turn) {
   const exchange = el("div.exchange", {},
     el("div.who", { text: "customer", title: turn.user_id || "" }), el("div.text", { text: turn.message }),
     el("div.who.agent", { text: "agent" }), el("div.text", { text: turn.reply }));
-  return el("article.turn", { testid: "turn" }, head, exchange, renderWaterfall(turn));
+  return el("article.turn", { testid: "turn" }, head, exchange, renderWaterfall(turn), renderReasoning(turn));
+}
+
+// What the strategy thought, planned, weighed and chose: one line per ReasoningStep.
+function renderReasoning(turn) {
+  const steps = (turn.steps || []).filter((s) => s.kind === "reasoning" && s.reasoning);
+  if (!steps.length) return null;
+  const rows = steps.map(({ reasoning: r }) => el("li", { testid: "reasoning-step" },
+    el("span.kind", { text: `${r.strategy} · ${r.kind}` }),
+    el("span.confidence", { text: `${Math.round(r.confidence * 100)}%`, title: "confidence" }),
+    el("span.text", { text: r.text }),
+    r.action && !r.text.startsWith("call ") ? el("code", { text: `${r.action.tool}(${shortArgs(r.action.arguments || {})})` }) : null,
+    r.alternatives && r.alternatives.length ? el("span.alternatives", { text: `also weighed: ${r.alternatives.join("; ")}` }) : null));
+  return el("details.reasoning", { testid: "reasoning" },
+    el("summary", { text: `Reasoning (${steps.length} step${steps.length === 1 ? "" : "s"})` }), el("ol", {}, rows));
 }
 
 function renderWaterfall(turn) {
-  const steps = turn.steps || [];
+  const steps = (turn.steps || []).filter((s) => s.kind !== "reasoning");
   const end = steps.reduce((m, s) => Math.max(m, (s.start_ms || 0) + (s.latency_ms || 0)), 0);
   const total = Math.max(turn.latency_ms || 0, end, 0.001);
   const pct = (v) => Math.max(0, Math.min(100, (v / total) * 100));
