@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -81,11 +82,18 @@ def _user_factory(spec: str, scripted_confirms: bool) -> Any:
     return lambda task: ModelUser(model, task)
 
 
-def _strategy(name: str, domain: Any) -> Any:
-    from .reasoning.routed import IdsInConversation, strategy_named
+def _strategy(name: str, domain: Any, router_model: Path | None = None) -> Any:
+    from .reasoning.learned import NearestNeighbours
+    from .reasoning.routed import IdsInConversation, Routed, TextFeatures, strategy_named
+    from .reasoning.router import LearnedRouter
 
     pattern = getattr(domain, "entity_pattern", None)
-    return strategy_named(name, entities=IdsInConversation(pattern) if pattern else None)
+    entities = IdsInConversation(pattern) if pattern else None
+    if router_model is None:
+        return strategy_named(name, entities=entities)
+    if name != "router":
+        raise ValidationError("--router-model goes with --strategy router")
+    return Routed(router=LearnedRouter(NearestNeighbours.load(router_model)), features=TextFeatures(entities))
 
 
 def _domain(folder: Path) -> Any:
@@ -149,6 +157,8 @@ def run(
     p95_turn_ms: Annotated[float | None, typer.Option(min=0, help="Latency suite: p95 per-turn budget.")] = None,
     cost_budget: Annotated[float | None, typer.Option(min=0, help="Cost suite: USD per conversation.")] = None,
     strategy: Annotated[str, typer.Option(help="How the agent reasons each turn: react | plan | tot | router.")] = "react",
+    router_model: Annotated[Path | None, typer.Option(
+        help="With --strategy router: a learned router (eval train-router); the rules decide where it is unsure.")] = None,
 ) -> None:
     """Run tasks × trials: the agent, a simulated customer, a fresh store per trial; tau2's rewards."""
     from .evals.judge import check_judge_family
@@ -161,7 +171,7 @@ def run(
         chosen = select_tasks(load_tasks(tasks), task, limit)
         domain = _domain(domain_dir or tasks.parent)
         contestant = _contestant(agent_model, domain)
-        turn_strategy = _strategy(strategy, domain)
+        turn_strategy = _strategy(strategy, domain, router_model)
         judge = model_from_spec(judge_model, "judge") if judge_model else None
         if judge_model and (warning := check_judge_family(judge_model, agent_model)):
             console.print(f"[yellow]warning: {warning}[/]")
@@ -249,6 +259,35 @@ def agreement(labels: Annotated[Path, typer.Argument(help="JSONL lines {id, huma
         console.print(f"  {row.label}: human {row.human}, judge {row.judge}")
     if report.warning:
         console.print(f"[yellow]warning: {report.warning}[/]")
+
+
+@eval_app.command("train-router")
+def train_router(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders of the same tasks, each with one fixed strategy.")],
+    out: Annotated[Path, typer.Option(help="Where to write the router model (JSON).")],
+    tasks: Annotated[Path | None, typer.Option(help="The runs' tasks file (default: from the first run).")] = None,
+    k: Annotated[int, typer.Option(min=1, help="Neighbours that vote.")] = 5,
+) -> None:
+    """Train a learned router: per task, the strategy that passed at the lowest cost, from its opening message."""
+    from .evals.results import RunStore
+    from .evals.router_data import router_examples
+    from .reasoning.learned import NearestNeighbours
+
+    try:
+        tasks_file = tasks or Path(RunStore(runs[0]).config().get("tasks", ""))
+        domain = _domain(tasks_file.parent)
+        examples = router_examples(runs, domain.tools())
+        if not examples:
+            raise ValidationError("no task passed under any strategy: nothing to learn from",
+                                  hint="run more trials, or a stronger model")
+        model = NearestNeighbours(tuple(examples), k=k)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        model.save(out)
+    except ConciergeError as exc:
+        raise _fail(exc) from None
+    counts = Counter(e.strategy for e in examples)
+    console.print(f"{len(examples)} labelled tasks (" + ", ".join(f"{s} {n}" for s, n in sorted(counts.items()))
+                  + f"), k={k}: wrote {out}")
 
 
 @eval_app.command("report")

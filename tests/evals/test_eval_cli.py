@@ -57,6 +57,31 @@ def test_every_strategy_runs_with_the_oracle_and_records_its_cost(store, tmp_pat
     assert result.exit_code == 2 and "unknown strategy 'greedy'" in result.output
 
 
+def test_a_router_trained_on_eval_runs_then_routes_a_run(store, tmp_path):
+    """react with an agent that skips writes fails the write tasks that plan (oracle) passes: those
+    tasks are labelled plan, the rest react (cheaper at an equal pass rate)."""
+    tasks = str(store / "tasks.json")
+    for strategy, agent in (("react", "flawed:skip_writes"), ("plan", "oracle")):
+        result = runner.invoke(app, ["eval", "run", "--tasks", tasks, "--agent-model", agent, "--strategy", strategy,
+                                     "--out", str(tmp_path / strategy)])
+        assert result.exit_code in (0, 1), result.output
+    react = [json.loads(line) for line in (tmp_path / "react" / "trials.jsonl").read_text().splitlines()]
+    failed = sum(not t["success"] for t in react)
+    assert 0 < failed < len(react)  # the data has both labels
+    trained = runner.invoke(app, ["eval", "train-router", str(tmp_path / "react"), str(tmp_path / "plan"),
+                                  "--out", str(tmp_path / "router.json"), "--k", "3"])
+    assert trained.exit_code == 0, trained.output
+    assert f"{len(react)} labelled tasks (plan {failed}, react {len(react) - failed})" in trained.output
+    routed = runner.invoke(app, ["eval", "run", "--tasks", tasks, "--agent-model", "oracle", "--strategy", "router",
+                                 "--router-model", str(tmp_path / "router.json"), "--out", str(tmp_path / "routed")])
+    assert routed.exit_code == 0, routed.output
+    bad = runner.invoke(app, ["eval", "train-router", str(tmp_path / "routed"), "--out", str(tmp_path / "x.json")])
+    assert bad.exit_code == 2 and "ran the 'router' strategy" in bad.output
+    bad = runner.invoke(app, ["eval", "run", "--tasks", tasks, "--agent-model", "oracle", "--strategy", "plan",
+                              "--router-model", str(tmp_path / "router.json"), "--out", str(tmp_path / "y")])
+    assert bad.exit_code == 2 and "--router-model goes with --strategy router" in bad.output
+
+
 def test_bad_arguments_are_one_clear_line(store, tmp_path):
     result = runner.invoke(app, ["eval", "run", "--tasks", str(store / "tasks.json"), "--agent-model", "gpt"])
     assert result.exit_code == 2 and "unknown agent model spec 'gpt'" in result.output

@@ -11,11 +11,12 @@ customer's three orders were listed).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ..core.errors import ConfigError
 from ..core.messages import ToolResultMessage
+from ..tools.tool import Tool
 from .router import Router, RuleRouter, TurnFeatures
 from .steps import ReasoningStep
 from .strategies import PlanThenExecute, ReAct, TreeOfThoughtStrategy
@@ -54,19 +55,27 @@ class TextFeatures:
     entities: EntityCounter | None = None
 
     def __call__(self, driver: TurnDriver) -> TurnFeatures:
-        words = set(_WORD.findall(driver.user_message.lower()))
-        named = [tool for tool in driver.registry if tool.writes and _verb(tool.name) in words]
-        effect = "none"
-        if named:
-            effect = "irreversible" if any(t.effect == "irreversible" for t in named) else "write"
-        money = amounts(driver.user_message)
-        return TurnFeatures(
-            matching_entities=self.entities(driver) if self.entities is not None else 0,
-            max_effect=effect,  # type: ignore[arg-type]
-            amount_usd=max(money) if money else None,
-            planned_steps=max(1, len({_verb(t.name) for t in named})),
-            conversation_turns=driver.conversation_turns,
-        )
+        return features_of(driver.user_message, driver.registry, driver.conversation_turns,
+                           self.entities(driver) if self.entities is not None else 0)
+
+
+def features_of(message: str, tools: Iterable[Tool], conversation_turns: int = 0,
+                matching_entities: int = 0) -> TurnFeatures:
+    """The router's features of one customer message, given the agent's tools (also used offline, to
+    build training data for a learned router from evaluation runs)."""
+    words = set(_WORD.findall(message.lower()))
+    named = [tool for tool in tools if tool.writes and _verb(tool.name) in words]
+    effect = "none"
+    if named:
+        effect = "irreversible" if any(t.effect == "irreversible" for t in named) else "write"
+    money = amounts(message)
+    return TurnFeatures(
+        matching_entities=matching_entities,
+        max_effect=effect,  # type: ignore[arg-type]
+        amount_usd=max(money) if money else None,
+        planned_steps=max(1, len({_verb(t.name) for t in named})),
+        conversation_turns=conversation_turns,
+    )
 
 
 def _verb(tool_name: str) -> str:

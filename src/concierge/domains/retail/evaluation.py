@@ -197,3 +197,7 @@ class RetailDomain:
 
     def writes(self) -> frozenset[str]:
         return self._writes
+
+    def tools(self) -> list[Tool]:
+        """The agent's tools, for what needs only their names and effects (router features)."""
+        return retail_tools(httpx.AsyncClient())
