@@ -23,13 +23,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..core.errors import ValidationError
 from ..core.principal import Principal
 from ..llm.base import ChatModel
-from ..reasoning.strategy import TurnStrategy
 from ..runtime.runtime import Runtime
+from ..runtime.strategy import TurnStrategy
 from ..tools.ledger import InMemoryLedger
 from ..tools.pipeline import TransactionalExecutor
 from .environment import Domain, Environment
-from .rewards import Call, score
 from .results import RunStore, TrialResult
+from .rewards import Call, score
 from .tasks import Task
 from .users import OUT_OF_SCOPE, TRANSFER, UserSimulator, ends_conversation
 

@@ -15,8 +15,8 @@ from opentelemetry import trace
 
 from ..core.events import EventType
 from ..core.messages import AssistantMessage, Message, ToolCall, ToolResultMessage
+from ..core.reasoning import ReasoningStep, Strategy
 from ..llm.base import ChatModel, ModelResponse, ModelSettings, StreamingFromComplete, ToolChoice, ToolSpec
-from ..reasoning.steps import ReasoningStep, Strategy
 from ..tools.outcome import ToolOutcome
 from ..tools.registry import ToolRegistry
 from ..tools.tool import ToolContext

@@ -7,8 +7,8 @@ from typing import Any
 
 from ..core.messages import Message, ToolCall, message_to_dict
 from ..core.principal import Principal
+from ..core.reasoning import ReasoningStep
 from ..core.usage import Usage
-from ..reasoning.steps import ReasoningStep
 from ..tools.confirmation import PendingAction
 from ..tools.outcome import ToolOutcome
 from .emitting import TurnEmitter

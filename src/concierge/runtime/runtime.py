@@ -20,11 +20,9 @@ from ..core.errors import ModelError, ValidationError
 from ..core.events import EventSink, EventType
 from ..core.messages import AssistantMessage, ToolCall, ToolResultMessage, UserMessage
 from ..core.principal import Principal, as_principal
+from ..core.reasoning import Action, ReasoningStep, Strategy
 from ..llm.base import ModelResponse, TextDelta, ToolChoice
 from ..llm.tokens import EstimatingCounter, TokenCounter
-from ..reasoning.steps import Action, ReasoningStep, Strategy
-from ..reasoning.strategies import ReAct
-from ..reasoning.strategy import TurnStrategy
 from ..tools.confirmation import question, settle_pending
 from ..tools.executor import DirectExecutor, ToolExecutor
 from ..tools.outcome import ToolOutcome, error_message
@@ -39,6 +37,7 @@ from .loop_guard import BLOCKED, LoopGuard, repeated_success
 from .result import TurnResult, TurnState
 from .sessions.base import Session, SessionStore, TurnCommit
 from .sessions.memory import InMemorySessionStore
+from .strategy import ReActLoop, TurnStrategy
 from .tracing import SpanScope, TraceStep, default_tracer, span_id_hex
 from .truncation import render, truncate_result
 
@@ -85,7 +84,7 @@ class Runtime:
         self.locks = locks or SessionLocks()
         self.events = events  # where each turn's AgentEvents go (an EventProducer); None: nowhere
         # How each turn is reasoned out (ReAct, plan-then-execute, tree-of-thought, or a router).
-        self.strategy: TurnStrategy = strategy if strategy is not None else ReAct()
+        self.strategy: TurnStrategy = strategy if strategy is not None else ReActLoop()
         self._specs = agent.registry.specs()
         self._recovered = False
 
