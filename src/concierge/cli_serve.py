@@ -36,6 +36,8 @@ def serve(
     """Serve the retail agent over HTTP and WebSocket, with the chat page and the operator console."""
     import uvicorn
 
+    from .security.redaction import install, uvicorn_log_config
+
     # Through the environment, so that every worker process reads the same settings.
     overrides = {"HOST": host, "PORT": port, "WORKERS": workers, "REDIS_URL": redis, "TEST_MODEL": test_model}
     for name, value in overrides.items():
@@ -51,6 +53,7 @@ def serve(
             raise ConfigError("several workers need a shared Redis for session locks and rate limits",
                               hint="pass --redis redis://127.0.0.1:6379/0, or run one worker")
         _announce(settings)
+        install()  # whatever else logs in this process: no secrets in its lines
         # uvicorn drains, then re-raises SIGTERM into the previous handler: make that a clean exit.
         signal.signal(signal.SIGTERM, _exit_cleanly)
         if settings.serve.workers == 1:
@@ -58,10 +61,12 @@ def serve(
 
             app = build_app(settings)
             uvicorn.run(app, host=settings.serve.host, port=settings.serve.port, log_level="info",
+                        log_config=uvicorn_log_config(),
                         timeout_graceful_shutdown=int(settings.serve.drain_timeout_s))
         else:
             uvicorn.run("concierge.serving.server:app_from_env", factory=True, host=settings.serve.host,
                         port=settings.serve.port, workers=settings.serve.workers, log_level="info",
+                        log_config=uvicorn_log_config(),
                         timeout_graceful_shutdown=int(settings.serve.drain_timeout_s))
     except ConciergeError as exc:
         raise _fail(exc) from None
