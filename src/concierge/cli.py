@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.panel import Panel
 
 from ._version import __version__
+from .cli_audit import audit_command
 from .cli_eval import eval_app
 from .cli_kb import kb_app
 from .cli_lake import lake_app, sql_command
@@ -265,6 +266,7 @@ app.add_typer(tenants_app, name="tenants")
 app.command("serve")(serve)
 app.command("sql")(sql_command)
 app.add_typer(lake_app, name="lake")
+app.command("audit")(audit_command)
 
 
 @domain_app.command("generate")

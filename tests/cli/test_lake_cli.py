@@ -36,10 +36,10 @@ def test_events_flow_from_a_conversation_to_sql_and_are_erased(tmp_path: Path, m
     monkeypatch.setenv("CONCIERGE_EVENTS__PARTITIONS", "4")
     result = runner.invoke(app, ["lake", "ingest", "--lake", str(lake)])
     assert result.exit_code == 0, result.output
-    assert "bronze: 8 new events" in result.output
+    assert "bronze: 10 new events" in result.output  # per turn: message, model call start + end, reasoning step, reply
     assert runner.invoke(app, ["lake", "ingest", "--lake", str(lake)]).output.startswith("bronze: 0 new events")
     result = runner.invoke(app, ["lake", "refine", "--lake", str(lake)])
-    assert result.exit_code == 0 and "silver: 8 events" in result.output, result.output
+    assert result.exit_code == 0 and "silver: 10 events" in result.output, result.output
     query = "SELECT payload FROM silver.events WHERE type = 'message_received' ORDER BY turn"
     result = runner.invoke(app, ["sql", query, "--lake", str(lake), "--format", "json"])
     assert result.exit_code == 0, result.output

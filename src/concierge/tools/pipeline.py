@@ -1,15 +1,15 @@
 """The transactional executor: every policy wrapper stacked in the order the design requires.
 
-scope check → preconditions → confirmation gate → idempotency key + ledger → circuit breaker →
-timeout + retries → the function. `recover()` reconciles what a crash left behind before the
-first turn; `notices()` hands the runtime what the user has not been told yet.
+scope check → extra checks (policy caps) → preconditions → confirmation gate → idempotency key +
+ledger → circuit breaker → timeout + retries → the function. `recover()` reconciles what a crash
+left behind before the first turn; `notices()` hands the runtime what the user has not been told yet.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ..core.clock import Clock, SystemClock
@@ -40,7 +40,10 @@ class TransactionalExecutor:
         breaker_threshold: int = 5,
         breaker_reset_s: float = 30.0,
         inner: ToolExecutor | None = None,
+        checks: Sequence[Callable[[ToolExecutor], ToolExecutor]] = (),
     ) -> None:
+        """`checks` wrap the preconditions, first one outermost, right after the scope check: a
+        check that refuses (a policy cap) stops the call before it is confirmed or recorded."""
         self.ledger: Ledger = ledger if ledger is not None else InMemoryLedger()
         self.clock = clock or SystemClock()
         self.retrying = Retrying(inner or DirectExecutor(), sleep=sleep)
@@ -48,8 +51,10 @@ class TransactionalExecutor:
                                  reset_after_s=breaker_reset_s, clock=self.clock)
         self.ledgered = Ledgered(self.breakers, self.ledger, clock=self.clock)
         gate = ConfirmationGate(self.ledgered)
-        preconditions = PreconditionCheck(gate, self.ledger, clock=self.clock)
-        self.outer: ToolExecutor = ScopeCheck(preconditions, audit=self.ledger, clock=self.clock)
+        checked: ToolExecutor = PreconditionCheck(gate, self.ledger, clock=self.clock)
+        for wrap in reversed(checks):
+            checked = wrap(checked)
+        self.outer: ToolExecutor = ScopeCheck(checked, audit=self.ledger, clock=self.clock)
         self._recovered = False
         self._recovery_lock = asyncio.Lock()
 
