@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,8 @@ class TurnState:
     notices: list[str] = field(default_factory=list)
     # What the strategy thought, planned, weighed and chose, step by step.
     reasoning: list[ReasoningStep] = field(default_factory=list)
+    # The session's earlier messages, read-only (what output guardrails judge a reply against).
+    history: Sequence[Message] = ()
     # Who watches the turn live, and where its events go (not part of its state: never serialised).
     observer: TurnObserver | None = None
     emit: TurnEmitter | None = None

@@ -9,6 +9,7 @@ budget and the session lock; what a tool call *means* transactionally belongs to
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import time
@@ -21,6 +22,7 @@ from ..core.events import EventSink, EventType
 from ..core.messages import AssistantMessage, ToolCall, ToolResultMessage, UserMessage
 from ..core.principal import Principal, as_principal
 from ..core.reasoning import Action, ReasoningStep, Strategy
+from ..guardrails.turn import BLOCKED_REPLY, UNTRUSTED_NOTE, TurnGuardrails
 from ..llm.base import ModelResponse, TextDelta, ToolChoice
 from ..llm.tokens import EstimatingCounter, TokenCounter
 from ..tools.confirmation import question, settle_pending
@@ -68,6 +70,7 @@ class Runtime:
         locks: SessionLocks | None = None,
         events: EventSink | None = None,
         strategy: TurnStrategy | None = None,
+        guardrails: TurnGuardrails | None = None,
     ) -> None:
         self.agent = agent
         self.store: SessionStore = store if store is not None else InMemorySessionStore()
@@ -85,6 +88,11 @@ class Runtime:
         self.events = events  # where each turn's AgentEvents go (an EventProducer); None: nowhere
         # How each turn is reasoned out (ReAct, plan-then-execute, tree-of-thought, or a router).
         self.strategy: TurnStrategy = strategy if strategy is not None else ReActLoop()
+        # Input screening, untrusted tool results and checked replies (None: none of it).
+        self.guardrails = guardrails
+        self.instructions = agent.instructions
+        if guardrails is not None and guardrails.mark_tool_results and guardrails.input is not None:
+            self.instructions = f"{agent.instructions}\n\n{UNTRUSTED_NOTE}"
         self._specs = agent.registry.specs()
         self._recovered = False
 
@@ -112,7 +120,8 @@ class Runtime:
                 store = self.store
                 session = await store.load(session_id) or await store.create(session_id, self.clock.now())
                 state = TurnState(session_id, principal, [UserMessage(user_message)],
-                                  window_start=session.window_start, summary=session.summary, observer=observer)
+                                  window_start=session.window_start, summary=session.summary, observer=observer,
+                                  history=session.history)
                 started = time.perf_counter()
                 if self.events is not None:
                     state.emit = TurnEmitter(self.events, principal.tenant, session_id, session.turns + 1,
@@ -123,10 +132,14 @@ class Runtime:
                     state.notices = await notices(session_id)
                     state.new_pins.extend(state.notices)
                 stopped_by: str | None = None
+                blocked = await self._screen_input(state, user_message)
                 try:
                     async with asyncio.timeout(self.agent.limits.timeout_s):
                         guard = LoopGuard()  # one per turn: a repeat of a confirmed call is a repeat too
-                        reply, stopped_by = await self._run_confirmed(session, state, user_message, guard)
+                        if blocked:  # the model never sees it
+                            reply, stopped_by = BLOCKED_REPLY, "guardrail"
+                        else:
+                            reply, stopped_by = await self._run_confirmed(session, state, user_message, guard)
                         if stopped_by is None:
                             # After running confirmed actions the model reports; it is not forced to act.
                             ran_confirmed = any(s.kind == "tool" for s in state.steps)
@@ -171,7 +184,7 @@ class Runtime:
         context = self._context(session, state)
         tally = TokenTally()  # each message of the window is counted once per turn, not once per step
         for _ in range(limits.max_steps):
-            window = await self.context.build(agent.instructions, session, state.window_start, state.summary,
+            window = await self.context.build(self.instructions, session, state.window_start, state.summary,
                                               (*session.pinned_facts, *state.new_pins), state.messages, tally)
             if window.summarized:
                 state.window_start, state.summary = window.window_start, window.summary
@@ -270,6 +283,8 @@ class Runtime:
         agent = self.agent
         if state.emit is not None:
             await state.emit(EventType.LLM_CALL_START, model=agent.model.name)
+        checked = self.guardrails is not None and self.guardrails.output is not None and response_format is None
+        facts = await self._output_facts(state) if checked else None
         with SpanScope(self.tracer, "llm.complete") as span:
             started = time.perf_counter()
             if state.observer is None or response_format is not None:
@@ -277,8 +292,13 @@ class Runtime:
                     messages, tools=self._specs if tools is None else tools, tool_choice=tool_choice,
                     response_format=response_format, settings=agent.model_settings
                 )
+                if facts is not None and response.message.content:
+                    assert self.guardrails is not None and self.guardrails.output is not None
+                    verdict = self.guardrails.output.check(response.message.content, facts)
+                    response = await self._checked(response, verdict.text, verdict.payload() if verdict.changed
+                                                   else None, state)
             else:
-                response = await self._stream_model(messages, tool_choice, state.observer)
+                response = await self._stream_model(messages, tool_choice, state, facts)
             latency_ms = (time.perf_counter() - started) * 1000
             usage = response.usage
             span.set_attributes({  # one call: the SDK takes the span's lock once per call
@@ -297,18 +317,66 @@ class Runtime:
                              cost_usd=usage.cost_usd, tool_calls=[c.name for c in message.tool_calls])
         return response
 
-    async def _stream_model(self, messages, tool_choice, observer: TurnObserver) -> ModelResponse:
-        """The model's answer through `stream()`, each piece of text passed to the observer."""
+    async def _stream_model(self, messages, tool_choice, state: TurnState, facts) -> ModelResponse:
+        """The model's answer through `stream()`, each piece of text passed to the observer; with output
+        guardrails, through a checker that holds back each sentence until it is judged."""
+        observer = state.observer
+        assert observer is not None
+        checker = self.guardrails.stream(facts) if self.guardrails is not None and facts is not None else None
         response: ModelResponse | None = None
         async for event in self.agent.model.stream(messages, tools=self._specs, tool_choice=tool_choice,
                                                    settings=self.agent.model_settings):
             if isinstance(event, TextDelta):
-                await observer(TurnEvent("token", {"text": event.text}))
+                for piece in checker.feed(event.text) if checker is not None else (event.text,):
+                    await observer(TurnEvent("token", {"text": piece}))
             else:
                 response = event.response
         if response is None:
             raise ModelError(f"{self.agent.model.name} ended its stream without a response")
+        if checker is not None:
+            for piece in checker.close():
+                await observer(TurnEvent("token", {"text": piece}))
+            verdict = checker.verdict()
+            if response.message.content:
+                response = await self._checked(response, checker.text, verdict.payload() if verdict.changed
+                                               else None, state)
         return response
+
+    async def _checked(self, response: ModelResponse, text: str, finding: dict | None,
+                       state: TurnState) -> ModelResponse:
+        """The response with the reply the customer may see, and the verdict on the bus when it changed."""
+        if finding is None:
+            return response
+        if state.emit is not None:
+            await state.emit(EventType.GUARDRAIL_TRIGGERED, **finding)
+        message = dataclasses.replace(response.message, content=text)
+        return dataclasses.replace(response, message=message)
+
+    async def _screen_input(self, state: TurnState, text: str) -> bool:
+        """Input guardrails on the customer's message; True when it must not reach the model."""
+        if self.guardrails is None:
+            return False
+        verdict = self.guardrails.screen(text)
+        if verdict is None:
+            return False
+        if verdict.triggered and state.emit is not None:
+            await state.emit(EventType.GUARDRAIL_TRIGGERED, **verdict.event_payload())
+        return verdict.action == "block"
+
+    async def _output_facts(self, state: TurnState):
+        """What this session's replies are judged against: the ledger, the lookups, the customer's words."""
+        assert self.guardrails is not None
+        ledger = getattr(self.executor, "ledger", None)
+        entries = list(await ledger.entries(state.session_id)) if ledger is not None else [
+            {"tool": s.name, "arguments": s.arguments or {}, "status": "failed" if s.error else "succeeded",
+             "result": s.result_summary} for s in state.steps if s.kind == "tool" and s.error != REPEATED]
+        conversation = (*state.history, *state.messages)
+        lookups = [(m.name, m.content) for m in conversation if isinstance(m, ToolResultMessage) and not m.is_error]
+        principal = state.principal
+        return self.guardrails.facts(
+            ledger_entries=entries, lookups=lookups,
+            customer_texts=[m.content for m in conversation if isinstance(m, UserMessage)],
+            customer_id=principal.customer_id or principal.user_id, instructions=self.agent.instructions)
 
     async def _run_tool(self, call: ToolCall, context: ToolContext, guard: LoopGuard,
                         state: TurnState) -> tuple[bool, ToolOutcome]:
@@ -368,6 +436,10 @@ class Runtime:
         assert tool is not None
         budget = self.agent.limits.max_tool_result_tokens
         content = truncate_result(outcome.value, tool.essential_fields, budget, self.counter)
+        if self.guardrails is not None:
+            content, verdict = self.guardrails.screen_tool_result(content, call.name)
+            if verdict is not None and verdict.triggered and state.emit is not None:
+                await state.emit(EventType.GUARDRAIL_TRIGGERED, **verdict.event_payload())
         state.messages.append(ToolResultMessage(call.id, call.name, content))
         state.steps.append(TraceStep("tool", call.name, call.arguments, content[:SUMMARY_CHARS], latency_ms))
         guard.record_success(call, content, changed_state=tool.writes)
