@@ -70,9 +70,11 @@ CUSTOMER_SCOPES = frozenset({"retail:write"})
 def _runtime(settings: Settings, client: httpx.AsyncClient) -> Runtime:
     """The retail agent over `client`, with its own limits unless the settings name some."""
     from .domains.retail.agent import make_retail_agent
+    from .domains.retail.caps import retail_measures
     from .factory import (
         build_event_producer,
         build_executor,
+        build_guardrails,
         build_limits,
         build_model,
         build_model_settings,
@@ -84,8 +86,9 @@ def _runtime(settings: Settings, client: httpx.AsyncClient) -> Runtime:
     model_settings = build_model_settings(settings) if {"temperature", "max_tokens"} & settings.model.model_fields_set \
         else None
     agent = make_retail_agent(build_model(settings), client, limits=limits, model_settings=model_settings)
-    return Runtime(agent, store=build_store(settings), executor=build_executor(settings),
-                   tracer=build_tracer(settings), events=build_event_producer(settings))
+    return Runtime(agent, store=build_store(settings), executor=build_executor(settings, retail_measures(client)),
+                   tracer=build_tracer(settings), events=build_event_producer(settings),
+                   guardrails=build_guardrails(settings))
 
 
 async def _close_ledger(runtime: Runtime) -> None:

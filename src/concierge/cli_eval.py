@@ -20,10 +20,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .cli_redteam import redteam
 from .core.errors import ConciergeError, ConfigError, ValidationError
 from .llm.base import ChatModel
 
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate agents on tau2-format tasks; gate regressions.")
+eval_app.command("redteam")(redteam)
 console = Console(highlight=False)
 
 

@@ -5,11 +5,16 @@ Kept apart from `settings.py` so that reading configuration never imports heavy 
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 
 from .core.errors import ConfigError
+from .guardrails.caps import Measure, caps_check
+from .guardrails.input import InputGuard
+from .guardrails.turn import TurnGuardrails
 from .llm.base import ChatModel, ModelSettings
 from .llm.pricing import DEFAULT_PRICES, PriceTable
 from .runtime.agent import Limits
@@ -22,6 +27,8 @@ from .tools.pipeline import TransactionalExecutor
 
 if TYPE_CHECKING:
     from .events.producer import EventProducer
+
+logger = logging.getLogger(__name__)
 
 
 def build_prices(settings: Settings) -> PriceTable:
@@ -79,11 +86,28 @@ def build_store(settings: Settings) -> SessionStore:
     return SqlSessionStore(url)
 
 
-def build_executor(settings: Settings) -> TransactionalExecutor:
-    """The transactional tool executor, its ledger in the sessions' database."""
+def build_executor(settings: Settings, measures: Mapping[str, Measure] | None = None) -> TransactionalExecutor:
+    """The transactional tool executor, its ledger in the sessions' database; with the tenants' policy
+    caps checked before any effect when caps are configured and `measures` say what each tool would do."""
     url = settings.sessions.url
     ledger = InMemoryLedger() if url == "memory" else SqlLedger(url)
+    caps = settings.caps
+    if measures and not (caps.default.empty and all(c.empty for c in caps.tenants.values())):
+        return TransactionalExecutor(ledger, checks=[caps_check(caps, measures, ledger=ledger)])
     return TransactionalExecutor(ledger)
+
+
+def build_guardrails(settings: Settings) -> TurnGuardrails | None:
+    """Input screening and reply checks per `[guardrails]`; the rules alone without scikit-learn."""
+    config = settings.guardrails
+    if not config.enabled:
+        return None
+    try:
+        guard = InputGuard(use_classifier=config.classifier)
+    except ConfigError as exc:
+        logger.warning("injection classifier unavailable (%s): screening with the rules alone", exc)
+        guard = InputGuard(use_classifier=False)
+    return TurnGuardrails(input=guard, caps=settings.caps)
 
 
 def build_tracer(settings: Settings) -> trace.Tracer:

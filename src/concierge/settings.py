@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from .core.errors import ConfigError
+from .guardrails.caps import TenantCaps
 
 DEFAULT_CONFIG_FILE = Path("concierge.toml")
 
@@ -91,6 +92,13 @@ class LakeConfig(_Section):
     warehouse: str | None = None
 
 
+class GuardrailsConfig(_Section):
+    # Screen messages and tool results, check replies (see docs/guardrails-*.md); off: none of it.
+    enabled: bool = True
+    # The injection classifier (needs the `guardrails` extra); off: the rules alone.
+    classifier: bool = True
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CONCIERGE_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -103,6 +111,9 @@ class Settings(BaseSettings):
     serve: ServeConfig = ServeConfig()
     events: EventsConfig = EventsConfig()
     lake: LakeConfig = LakeConfig()
+    guardrails: GuardrailsConfig = GuardrailsConfig()
+    # Deterministic policy caps per tenant, enforced by the tool executor (docs/guardrails-caps.md).
+    caps: TenantCaps = TenantCaps()
     # USD per million tokens: {"gpt-4o-mini": [0.15, 0.6]}.
     prices: dict[str, tuple[float, float]] = {}
 

@@ -38,7 +38,7 @@ from concierge.guardrails.caps import (
     from_arguments,
     load_caps,
 )
-from concierge.guardrails.caps_retail import retail_measures
+from concierge.domains.retail.caps import retail_measures
 from concierge.testing import ScriptedModel, call
 from concierge.tools import InMemoryLedger, ToolContext, TransactionalExecutor, tool
 from concierge.tools.confirmation import ConfirmationGate, pending_actions

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.errors import ValidationError
-from .caps import PolicyCaps
+from .caps import PolicyCaps, TenantCaps
 from .input import InputGuard, InputVerdict
 from .output import Action, OutputFacts, OutputGuard, StreamingOutputGuard
 
@@ -34,15 +34,16 @@ class TurnGuardrails:
 
     input: InputGuard | None = field(default_factory=InputGuard)
     output: OutputGuard | None = field(default_factory=OutputGuard)
-    caps: PolicyCaps | None = None  # promises above these are replaced (the executor enforces them)
+    # Promises above these are replaced (the executor enforces them); per tenant with `TenantCaps`.
+    caps: PolicyCaps | TenantCaps | None = None
     mark_tool_results: bool = True
     leak_ngram: int = 12  # a reply quoting this many consecutive words of the instructions leaks them
 
     def __post_init__(self) -> None:
         if isinstance(self.leak_ngram, bool) or not isinstance(self.leak_ngram, int) or self.leak_ngram < 4:
             raise ValidationError(f"leak_ngram must be an integer >= 4, got {self.leak_ngram!r}")
-        if self.caps is not None and not isinstance(self.caps, PolicyCaps):
-            raise ValidationError("caps must be a PolicyCaps", hint="PolicyCaps(max_discount_pct=15, ...)")
+        if self.caps is not None and not isinstance(self.caps, PolicyCaps | TenantCaps):
+            raise ValidationError("caps must be a PolicyCaps or TenantCaps", hint="PolicyCaps(max_discount_pct=15)")
 
     def screen(self, message: str) -> InputVerdict | None:
         """The customer's message: None when there is no input guard."""
@@ -56,12 +57,13 @@ class TurnGuardrails:
         return (verdict.sanitized if verdict.sanitized is not None else content), verdict
 
     def facts(self, *, ledger_entries: Iterable[Any], lookups: Iterable[tuple[str, str]],
-              customer_texts: Iterable[str], customer_id: str | None, instructions: str) -> OutputFacts:
+              customer_texts: Iterable[str], customer_id: str | None, instructions: str,
+              tenant: str = "default") -> OutputFacts:
         """What a reply is judged against. The customer's own emails and phones are those they wrote."""
         texts = list(customer_texts)
         emails = tuple(dict.fromkeys(e.lower() for t in texts for e in _EMAIL.findall(t)))
         phones = tuple(dict.fromkeys(p for t in texts for p in _PHONE.findall(t)))
-        caps = self.caps
+        caps = self.caps.for_tenant(tenant) if isinstance(self.caps, TenantCaps) else self.caps
         return OutputFacts.from_ledger(
             ledger_entries, actions=[Action(name, {}, "succeeded", result) for name, result in lookups],
             max_discount_pct=caps.max_discount_pct if caps else None,

@@ -376,7 +376,8 @@ class Runtime:
         return self.guardrails.facts(
             ledger_entries=entries, lookups=lookups,
             customer_texts=[m.content for m in conversation if isinstance(m, UserMessage)],
-            customer_id=principal.customer_id or principal.user_id, instructions=self.agent.instructions)
+            customer_id=principal.customer_id or principal.user_id, instructions=self.agent.instructions,
+            tenant=principal.tenant)
 
     async def _run_tool(self, call: ToolCall, context: ToolContext, guard: LoopGuard,
                         state: TurnState) -> tuple[bool, ToolOutcome]:

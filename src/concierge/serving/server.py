@@ -40,8 +40,16 @@ def test_model(spec: str) -> ChatModel:
 def build_app(settings: Settings, *, model: ChatModel | None = None) -> FastAPI:
     """The whole server for `settings`; `model` replaces the configured one (tests)."""
     from ..domains.retail.agent import make_retail_agent
+    from ..domains.retail.caps import retail_measures
     from ..domains.retail.demo import open_demo_store, store_client
-    from ..factory import build_event_producer, build_executor, build_model, build_store, build_tracer
+    from ..factory import (
+        build_event_producer,
+        build_executor,
+        build_guardrails,
+        build_model,
+        build_store,
+        build_tracer,
+    )
 
     url = settings.sessions.url
     if url == "memory":
@@ -54,9 +62,9 @@ def build_app(settings: Settings, *, model: ChatModel | None = None) -> FastAPI:
     client = store_client(engine)
     agent = make_retail_agent(model, client)
     producer = build_event_producer(settings)
-    runtime = Runtime(agent, store=build_store(settings), executor=build_executor(settings),
+    runtime = Runtime(agent, store=build_store(settings), executor=build_executor(settings, retail_measures(client)),
                       tracer=build_tracer(settings), locks=locks_from_url(serve.redis_url),  # type: ignore[arg-type]
-                      events=producer)
+                      events=producer, guardrails=build_guardrails(settings))
     tenants = TenantDirectory(url)
     service = TurnService(runtime, tenants, SessionDirectory(url), DeliveryLog(url),
                           limiter_from_url(serve.redis_url), drain_timeout_s=serve.drain_timeout_s)

@@ -23,9 +23,9 @@ from urllib.parse import quote
 
 import httpx
 
-from ..tools.http import call_api
-from ..tools.tool import ToolContext
-from .caps import Exposure, Measure, MeasureError
+from ...guardrails.caps import Exposure, Measure, MeasureError
+from ...tools.http import call_api
+from ...tools.tool import ToolContext
 
 Json = dict[str, Any]
 
