@@ -59,7 +59,8 @@ def audit_command(
         if tenant is not None:
             check_id("tenant", tenant)
         settings = load_settings(config)
-        decisions, took, caught = asyncio.run(_audit(settings.events.bus, settings.events.partitions, index,
+        decisions, took, caught = asyncio.run(_audit(settings.events.bus, settings.events.partitions,
+                                                     index or settings.events.audit_url,
                                                      conversation_id, tenant, catch_up))
     except ConciergeError as exc:
         raise _fail(exc) from None

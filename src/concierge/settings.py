@@ -83,6 +83,8 @@ class EventsConfig(_Section):
     partitions: int = Field(8, ge=1, le=1024)
     # Events held in memory while the bus catches up; beyond half of it telemetry is sampled.
     capacity: int = Field(10_000, ge=100)
+    # The audit index (events by conversation, for `concierge audit` and the console): an SQLAlchemy URL.
+    audit_url: str = "sqlite+aiosqlite:///.concierge/audit.db"
 
 
 class LakeConfig(_Section):

@@ -23,11 +23,15 @@ from concierge.domains.retail.demo import (
     store_client,
     walkthrough_store,
 )
+from concierge.events.bus import open_log
+from concierge.events.producer import EventProducer
+from concierge.guardrails.turn import TurnGuardrails
 from concierge.runtime.sessions.sql import SqlSessionStore
 from concierge.security.tenants import TenantDirectory
 from concierge.serving.app import ServeOptions, create_app
 from concierge.serving.ratelimit import InProcessRateLimiter
 from concierge.serving.records import SessionDirectory
+from concierge.serving.server import attach_audit
 from concierge.serving.service import TurnService
 from concierge.serving.webhooks import DeliveryLog
 from concierge.testing.serving import ServerThread
@@ -77,12 +81,22 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     holder: dict[str, TurnService] = {}
 
     def make_app():
+        producer = EventProducer(open_log(f"embedded:{folder}/events.db", partitions=2))
         runtime = Runtime(make_retail_agent(model, store_client(engine)), store=SqlSessionStore(url),
-                          executor=TransactionalExecutor(SqlLedger(url)))
+                          executor=TransactionalExecutor(SqlLedger(url)), events=producer,
+                          guardrails=TurnGuardrails(output=None))  # word-by-word streaming here
         service = TurnService(runtime, TenantDirectory(url), SessionDirectory(url), DeliveryLog(url),
                               InProcessRateLimiter())
+        index = attach_audit(service, producer, f"sqlite+aiosqlite:///{folder}/audit.db")
         holder["service"] = service
-        return create_app(service, ServeOptions(demo_tenant="demo"))
+
+        async def shutdown() -> None:
+            await producer.close()
+            await producer.log.close()
+            if index is not None:
+                await index.close()
+
+        return create_app(service, ServeOptions(demo_tenant="demo"), startup=producer.start, shutdown=shutdown)
 
     with ServerThread(make_app) as server:
         tenants = holder["service"].tenants
@@ -194,6 +208,13 @@ def test_customer_cancels_an_order_and_the_operator_sees_the_ledger(site: Site) 
             reasoning.locator("summary").click()
             expect(reasoning.get_by_test_id("reasoning-step").first).to_contain_text("react · ")
             _shot(console, "04-console.png")
+            # the audit trail: every turn's decisions, the confirmed cancel with the ledger's word on it
+            audit = console.get_by_test_id("audit")
+            audit.locator("summary").click()
+            expect(audit.get_by_test_id("audit-turn")).to_have_count(3, timeout=WAIT_MS)
+            expect(audit).to_contain_text("cancel_pending_order → succeeded (ledger: succeeded)")
+            audit.scroll_into_view_if_needed()
+            _shot(console, "04b-console-audit.png")
             ledger_row.scroll_into_view_if_needed()
             _shot(console, "05-console-ledger.png")
 

@@ -207,6 +207,12 @@ def create_app(service: TurnService, options: ServeOptions | None = None, *,
         """The tool ledger (what was done to the world) and the refusals (scopes, preconditions)."""
         return await service.ledger(who, session_id)
 
+    @app.get("/v1/sessions/{session_id}/audit", tags=["console"])
+    async def audit(who: Auth, session_id: SessionId) -> dict[str, Any]:
+        """Every decision of the session, turn by turn: input verdicts, retrievals, reasoning, tool calls
+        with their ledger outcome, refusals, output checks, replies (from the audit index)."""
+        return await service.audit_trail(who, session_id)
+
     @app.post("/v1/webhooks/{tenant}", tags=["webhooks"])
     async def webhook(request: Request, tenant: Annotated[str, PathParam(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")],
                       signature: Annotated[str | None, Header(alias=SIGNATURE_HEADER)] = None,

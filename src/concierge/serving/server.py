@@ -9,12 +9,14 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
 from ..core.errors import ConfigError, ValidationError
 from ..llm.base import ChatModel
 from ..runtime.runtime import Runtime
+from ..security.auth import NotFound
 from ..security.tenants import TenantDirectory
 from ..settings import Settings, load_settings
 from .app import ServeOptions, create_app
@@ -23,6 +25,10 @@ from .records import SessionDirectory
 from .routing import locks_from_url
 from .service import TurnService
 from .webhooks import DeliveryLog
+
+if TYPE_CHECKING:
+    from ..events.producer import EventProducer
+    from ..guardrails.audit import AuditIndex
 
 logger = logging.getLogger(__name__)
 STORES = Path(".concierge/stores")
@@ -68,6 +74,7 @@ def build_app(settings: Settings, *, model: ChatModel | None = None) -> FastAPI:
     tenants = TenantDirectory(url)
     service = TurnService(runtime, tenants, SessionDirectory(url), DeliveryLog(url),
                           limiter_from_url(serve.redis_url), drain_timeout_s=serve.drain_timeout_s)
+    audit_index = attach_audit(service, producer, settings.events.audit_url)
 
     async def startup() -> None:
         if producer is not None:
@@ -93,6 +100,8 @@ def build_app(settings: Settings, *, model: ChatModel | None = None) -> FastAPI:
             await ledger_close()
         for store in (tenants, service.sessions, service.deliveries):
             await store.close()
+        if audit_index is not None:
+            await audit_index.close()
         await client.aclose()
         engine.dispose()
 
@@ -104,3 +113,24 @@ def app_from_env() -> FastAPI:
     """The uvicorn factory for multi-worker serving: settings from the file named in the environment."""
     path = os.environ.get(CONFIG_ENV)
     return build_app(load_settings(Path(path) if path else None))
+
+
+def attach_audit(service: TurnService, producer: EventProducer | None, url: str) -> AuditIndex | None:
+    """The console's decision trace: the audit index, caught up with the bus on each request."""
+    if producer is None:
+        return None
+    from ..guardrails.audit import AuditIndex, AuditTrail, UnknownConversationError
+
+    index = AuditIndex(url)
+    ledger = getattr(service.runtime.executor, "ledger", None)
+
+    async def trail(tenant: str, conversation_id: str) -> dict[str, Any]:
+        await producer.flush()
+        await index.catch_up(producer.log)
+        try:
+            return (await AuditTrail(index, ledger=ledger)(tenant, conversation_id)).to_dict()
+        except UnknownConversationError:
+            raise NotFound("no decisions recorded for this session yet") from None
+
+    service.audit = trail
+    return index

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +45,8 @@ class TurnService:
     deliveries: DeliveryLog
     limiter: RateLimiter
     drain_timeout_s: float = 30.0
+    # (tenant, conversation id) -> its decision trace; None when events are off.
+    audit: Callable[[str, str], Awaitable[dict[str, Any]]] | None = None
     draining: bool = False
     _running: int = 0
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
@@ -90,6 +93,15 @@ class TurnService:
         refusals = [{"at": r.at.isoformat(), "tool": r.tool, "arguments": r.arguments, "decision": r.decision,
                      "reason": r.reason} for r in await ledger.audit_records(name)]
         return {"entries": entries, "refusals": refusals}
+
+    async def audit_trail(self, caller: Caller, session_id: str) -> dict[str, Any]:
+        """Every decision of the session from the audit index: inputs, verdicts, reasoning, tools, replies."""
+        info = await self.session(caller, session_id)
+        if not caller.can("ledger:read"):
+            raise Forbidden("this role cannot read the audit trail")
+        if self.audit is None:
+            raise NotFound("no audit trail: the event bus is off", hint="set [events] bus to record decisions")
+        return await self.audit(info.tenant, runtime_session_id(info.tenant, session_id))
 
     # turns
     async def check_rate(self, caller: Caller, user_id: str) -> None:

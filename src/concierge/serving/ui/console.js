@@ -141,9 +141,10 @@ function renderList(sessions) {
 async function refreshDetail() {
   const id = state.selected;
   const base = `/v1/sessions/${encodeURIComponent(id)}`;
-  let session, turns, ledger;
+  let session, turns, ledger, audit;
   try {
-    [session, turns, ledger] = await Promise.all([Api.get(base), Api.get(`${base}/turns`), Api.get(`${base}/ledger`)]);
+    [session, turns, ledger, audit] = await Promise.all([Api.get(base), Api.get(`${base}/turns`),
+      Api.get(`${base}/ledger`), Api.get(`${base}/audit`).catch((error) => ({ unavailable: error.message }))]);
   } catch (error) {
     if (id !== state.selected) return;
     $("detail-empty").hidden = true;
@@ -153,16 +154,16 @@ async function refreshDetail() {
     return;
   }
   if (id !== state.selected) return;
-  const signature = JSON.stringify([session, turns, ledger]);
+  const signature = JSON.stringify([session, turns, ledger, audit]);
   if (signature === state.detailSignature) return;
   state.detailSignature = signature;
   const scroller = $("detail");
   const top = scroller.scrollTop;
-  renderDetail(session, turns.turns || [], ledger);
+  renderDetail(session, turns.turns || [], ledger, audit);
   scroller.scrollTop = top;
 }
 
-function renderDetail(session, turns, ledger) {
+function renderDetail(session, turns, ledger, audit) {
   const inner = $("detail-inner");
   $("detail-empty").hidden = true;
   inner.hidden = false;
@@ -184,7 +185,30 @@ function renderDetail(session, turns, ledger) {
     turns.length ? turns.map(renderTurn) : el("div.table-empty.card", { text: "No turns yet." }));
 
   inner.replaceChildren(...[header, pending, conversation].filter(Boolean), renderLedger(ledger.entries || []),
-    renderRefusals(ledger.refusals || []));
+    renderRefusals(ledger.refusals || []), renderAudit(audit));
+}
+
+// The audit trail: every decision of every turn, from the event bus (guardrail verdicts included).
+function renderAudit(audit) {
+  const title = el("h3.section-title", { text: "Audit trail" });
+  if (!audit || audit.unavailable) {
+    return el("section", {}, title, el("div.table-empty.card", { text: audit ? audit.unavailable : "No audit trail." }));
+  }
+  const turns = (audit.turns || []).map((t) => {
+    const lines = [];
+    (t.guardrails || []).forEach((g) => lines.push(["guardrail", `${g.guardrail} ${g.action || (g.checks || []).join(", ")}${g.label ? ` · ${g.label} ${g.score}` : ""}`]));
+    (t.retrievals || []).forEach((r) => lines.push(["retrieval", `${r.query || ""} → ${(r.citations || []).join(", ") || "no citation"}`]));
+    (t.reasoning || []).forEach((r) => lines.push(["reasoning", `${r.strategy} · ${r.kind}: ${r.text}`]));
+    (t.tool_calls || []).forEach((c) => lines.push(["tool", `${c.tool} → ${c.status || "?"}${c.ledger_status ? ` (ledger: ${c.ledger_status})` : ""}${c.error ? ` · ${c.error}` : ""}`]));
+    (t.denials || []).forEach((d) => lines.push(["denied", `${d.tool}: ${d.reason}`]));
+    (t.escalations || []).forEach((e) => lines.push(["escalated", e.reason || ""]));
+    return el("li", { testid: "audit-turn" }, el("b", { text: `Turn ${t.turn}` }), " ",
+      el("span", { text: t.user_input || "" }),
+      el("ul", {}, lines.map(([kind, text]) => el("li", {}, el(`span.audit-kind.k-${kind}`, { text: kind }), " ", text))));
+  });
+  return el("section", { testid: "audit" }, title, el("details.audit.card", {},
+    el("summary", { text: `${turns.length} turn${turns.length === 1 ? "" : "s"} of recorded decisions` }),
+    el("ol", {}, turns)));
 }
 
 function fact(label, value) { return el("span", {}, `${label} `, el("b", { text: String(value) })); }
