@@ -28,7 +28,15 @@ from ...tools.pipeline import TransactionalExecutor
 from ...tools.tool import Tool, ToolContext
 from .agent import make_retail_agent, store_policy
 from .backend.app import create_app
-from .store import canonical_hash, create_schema, create_store_engine, export_db, import_db, load_tau2_db, read_policy
+from .store import (
+    canonical_hash,
+    create_schema,
+    create_store_engine,
+    export_db,
+    import_db,
+    load_tau2_db,
+    read_policy,
+)
 from .store.schema import orders, payment_methods, users
 from .tools import WRITE_SCOPES, retail_tools
 
