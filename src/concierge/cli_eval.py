@@ -84,6 +84,12 @@ def _user_factory(spec: str, scripted_confirms: bool) -> Any:
     return lambda task: ModelUser(model, task)
 
 
+def _guardrails() -> Any:
+    from .guardrails.turn import TurnGuardrails
+
+    return TurnGuardrails()
+
+
 def _strategy(name: str, domain: Any, router_model: Path | None = None) -> Any:
     from .reasoning.learned import NearestNeighbours
     from .reasoning.routed import IdsInConversation, Routed, TextFeatures, strategy_named
@@ -159,6 +165,8 @@ def run(
     p95_turn_ms: Annotated[float | None, typer.Option(min=0, help="Latency suite: p95 per-turn budget.")] = None,
     cost_budget: Annotated[float | None, typer.Option(min=0, help="Cost suite: USD per conversation.")] = None,
     strategy: Annotated[str, typer.Option(help="How the agent reasons each turn: react | plan | tot | router.")] = "react",
+    guardrails: Annotated[bool, typer.Option(
+        help="Run the turn guardrails as in production (input screening, checked replies).")] = False,
     router_model: Annotated[Path | None, typer.Option(
         help="With --strategy router: a learned router (eval train-router); the rules decide where it is unsure.")] = None,
 ) -> None:
@@ -183,10 +191,12 @@ def run(
         store = RunStore(folder)
         store.start({"tasks": str(tasks), "task_ids": [t.id for t in chosen], "trials": trials, "agent": agent_model,
                      "user": user_model, "judge": judge_model, "max_turns": max_turns, "strategy": strategy,
+                     "guardrails": guardrails,
                      "started": time.strftime("%Y-%m-%d %H:%M:%S")}, resume=resume)
         user = _user_factory(user_model, scripted_confirms=contestant.signed_in)
         runner = EvalRunner(domain, contestant, user, judge=judge, max_turns=max_turns, trial_timeout_s=timeout,
-                            concurrency=concurrency, store=store, console=console, strategy=turn_strategy)
+                            concurrency=concurrency, store=store, console=console, strategy=turn_strategy,
+                            guardrails=_guardrails() if guardrails else None)
         results = asyncio.run(runner.run(chosen, trials))
     except ConciergeError as exc:
         raise _fail(exc) from None

@@ -57,6 +57,16 @@ def test_every_strategy_runs_with_the_oracle_and_records_its_cost(store, tmp_pat
     assert result.exit_code == 2 and "unknown strategy 'greedy'" in result.output
 
 
+def test_guardrails_leave_a_correct_agent_correct(store, tmp_path):
+    """Screening and reply checks on: the oracle still passes every task (no false refusal, no
+    replaced true claim), and the run records that it ran with them."""
+    result = runner.invoke(app, ["eval", "run", "--tasks", str(store / "tasks.json"), "--agent-model", "oracle",
+                                 "--guardrails", "--out", str(tmp_path / "guarded")])
+    assert result.exit_code == 0, result.output
+    assert "1.000 (9/9)" in result.output
+    assert json.loads((tmp_path / "guarded" / "run.json").read_text())["guardrails"] is True
+
+
 def test_a_router_trained_on_eval_runs_then_routes_a_run(store, tmp_path):
     """react with an agent that skips writes fails the write tasks that plan (oracle) passes: those
     tasks are labelled plan, the rest react (cheaper at an equal pass rate)."""

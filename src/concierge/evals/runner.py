@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..core.errors import ValidationError
 from ..core.principal import Principal
+from ..guardrails.turn import TurnGuardrails
 from ..llm.base import ChatModel
 from ..runtime.runtime import Runtime
 from ..runtime.strategy import TurnStrategy
@@ -63,7 +64,7 @@ class EvalRunner:
     def __init__(self, domain: Domain, contestant: Contestant, user: UserFactory, *,
                  judge: ChatModel | None = None, max_turns: int = 30, trial_timeout_s: float = 600.0,
                  concurrency: int = 1, store: RunStore | None = None, console: Console | None = None,
-                 strategy: TurnStrategy | None = None) -> None:
+                 strategy: TurnStrategy | None = None, guardrails: TurnGuardrails | None = None) -> None:
         _check_positive("max_turns", max_turns)
         _check_positive("trial_timeout_s", trial_timeout_s, allow_float=True)
         _check_positive("concurrency", concurrency)
@@ -72,6 +73,7 @@ class EvalRunner:
         self.store = store
         self.console = console
         self.strategy = strategy  # how the agent reasons each turn (None: the runtime's default, ReAct)
+        self.guardrails = guardrails  # screen messages and check replies as in production (None: off)
         self._gold: dict[str, asyncio.Future[str]] = {}
 
     async def run(self, tasks: Sequence[Task], trials: int = 1) -> list[TrialResult]:
@@ -179,7 +181,7 @@ class EvalRunner:
         model = self.contestant.model_for(task, environment)
         ledger = InMemoryLedger()
         runtime = Runtime(self.domain.agent(model, environment), executor=TransactionalExecutor(ledger),
-                          strategy=self.strategy)
+                          strategy=self.strategy, guardrails=self.guardrails)
         customer = environment.customer_of(task.evaluation_criteria.actions) if self.contestant.signed_in else None
         principal = Principal(f"eval-{task.id}-{trial}", scopes=self.domain.customer_scopes, customer_id=customer)
         session = f"eval-{task.id}-{trial}-{next(_sessions)}"
