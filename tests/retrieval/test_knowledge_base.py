@@ -162,7 +162,7 @@ async def test_the_retail_agent_answers_from_the_knowledge_base_with_a_citation(
 
 def test_sources_are_added_only_when_the_reply_cites_none_of_them():
     from concierge.runtime.result import TurnState
-    from concierge.runtime.runtime import _with_facts
+    from concierge.runtime.closing import with_facts as _with_facts
 
     state = TurnState("s", Principal("c1"), citations=["gift-cards#3", "refunds#1"])
     assert _with_facts("They never expire.", state) == "They never expire.\n\nSources: [gift-cards#3], [refunds#1]"

@@ -9,7 +9,6 @@ budget and the session lock; what a tool call *means* transactionally belongs to
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import re
 import time
@@ -30,10 +29,12 @@ from ..tools.executor import DirectExecutor, ToolExecutor
 from ..tools.outcome import ToolOutcome, error_message
 from ..tools.tool import ToolContext
 from .agent import Agent
+from .closing import close_open_calls, emit_outcome, emit_tool_end, with_facts
 from .context import ContextBuilder, ModelSummarizer, Summarizer, TokenTally
 from .driver import UNSTATED_CONFIDENCE, RuntimeDriver, record_step, stated_confidence
 from .emitting import TurnEmitter
 from .events import TurnEvent, TurnObserver
+from .guarding import REPEATED, output_facts, screen_input, with_checked_reply
 from .locks import SessionLocks
 from .loop_guard import BLOCKED, LoopGuard, repeated_success
 from .result import TurnResult, TurnState
@@ -49,7 +50,6 @@ SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 MAX_USER_MESSAGE_CHARS = 32_000
 PIN_TOKENS = 60
 SUMMARY_CHARS = 200
-REPEATED = "repeated: not executed again"
 UNSURE = ("Not executed: you rated your confidence {confidence:.2f}, too low to change anything on a guess. "
           "Ask the customer to confirm exactly what they want first.")
 
@@ -132,7 +132,7 @@ class Runtime:
                     state.notices = await notices(session_id)
                     state.new_pins.extend(state.notices)
                 stopped_by: str | None = None
-                blocked = await self._screen_input(state, user_message)
+                blocked = await screen_input(self.guardrails, state, user_message)
                 try:
                     async with asyncio.timeout(self.agent.limits.timeout_s):
                         guard = LoopGuard()  # one per turn: a repeat of a confirmed call is a repeat too
@@ -158,11 +158,11 @@ class Runtime:
                     reply, stopped_by = self._handoff(session, state), "model_error"
                 if stopped_by is not None:
                     span.set_attribute("concierge.stopped_by", stopped_by)
-                    _close_open_calls(state, stopped_by)
+                    close_open_calls(state, stopped_by)
                     state.messages.append(AssistantMessage(content=reply))
-                reply = _with_facts(reply, state)
+                reply = with_facts(reply, state)
                 if state.emit is not None:
-                    await _emit_outcome(state.emit, state, reply, stopped_by, started)
+                    await emit_outcome(state.emit, state, reply, stopped_by, started)
                 ledger = getattr(self.executor, "ledger", None)
                 if state.escalation is not None and ledger is not None:  # the person gets the record
                     state.escalation["ledger"] = [e.to_dict() for e in await ledger.entries(session_id)]
@@ -284,7 +284,8 @@ class Runtime:
         if state.emit is not None:
             await state.emit(EventType.LLM_CALL_START, model=agent.model.name)
         checked = self.guardrails is not None and self.guardrails.output is not None and response_format is None
-        facts = await self._output_facts(state) if checked else None
+        facts = await output_facts(self.guardrails, self.executor, self.agent.instructions, state) \
+            if checked and self.guardrails is not None else None
         with SpanScope(self.tracer, "llm.complete") as span:
             started = time.perf_counter()
             if state.observer is None or response_format is not None:
@@ -295,8 +296,8 @@ class Runtime:
                 if facts is not None and response.message.content:
                     assert self.guardrails is not None and self.guardrails.output is not None
                     verdict = self.guardrails.output.check(response.message.content, facts)
-                    response = await self._checked(response, verdict.text, verdict.payload() if verdict.changed
-                                                   else None, state)
+                    response = await with_checked_reply(response, verdict.text, verdict.payload() if verdict.changed
+                                                       else None, state)
             else:
                 response = await self._stream_model(messages, tool_choice, state, facts)
             latency_ms = (time.perf_counter() - started) * 1000
@@ -338,46 +339,9 @@ class Runtime:
                 await observer(TurnEvent("token", {"text": piece}))
             verdict = checker.verdict()
             if response.message.content:
-                response = await self._checked(response, checker.text, verdict.payload() if verdict.changed
-                                               else None, state)
+                response = await with_checked_reply(response, checker.text, verdict.payload() if verdict.changed
+                                                   else None, state)
         return response
-
-    async def _checked(self, response: ModelResponse, text: str, finding: dict | None,
-                       state: TurnState) -> ModelResponse:
-        """The response with the reply the customer may see, and the verdict on the bus when it changed."""
-        if finding is None:
-            return response
-        if state.emit is not None:
-            await state.emit(EventType.GUARDRAIL_TRIGGERED, **finding)
-        message = dataclasses.replace(response.message, content=text)
-        return dataclasses.replace(response, message=message)
-
-    async def _screen_input(self, state: TurnState, text: str) -> bool:
-        """Input guardrails on the customer's message; True when it must not reach the model."""
-        if self.guardrails is None:
-            return False
-        verdict = self.guardrails.screen(text)
-        if verdict is None:
-            return False
-        if verdict.triggered and state.emit is not None:
-            await state.emit(EventType.GUARDRAIL_TRIGGERED, **verdict.event_payload())
-        return verdict.action == "block"
-
-    async def _output_facts(self, state: TurnState):
-        """What this session's replies are judged against: the ledger, the lookups, the customer's words."""
-        assert self.guardrails is not None
-        ledger = getattr(self.executor, "ledger", None)
-        entries = list(await ledger.entries(state.session_id)) if ledger is not None else [
-            {"tool": s.name, "arguments": s.arguments or {}, "status": "failed" if s.error else "succeeded",
-             "result": s.result_summary} for s in state.steps if s.kind == "tool" and s.error != REPEATED]
-        conversation = (*state.history, *state.messages)
-        lookups = [(m.name, m.content) for m in conversation if isinstance(m, ToolResultMessage) and not m.is_error]
-        principal = state.principal
-        return self.guardrails.facts(
-            ledger_entries=entries, lookups=lookups,
-            customer_texts=[m.content for m in conversation if isinstance(m, UserMessage)],
-            customer_id=principal.customer_id or principal.user_id, instructions=self.agent.instructions,
-            tenant=principal.tenant)
 
     async def _run_tool(self, call: ToolCall, context: ToolContext, guard: LoopGuard,
                         state: TurnState) -> tuple[bool, ToolOutcome]:
@@ -416,7 +380,7 @@ class Runtime:
                 "id": call.id, "name": call.name, "status": "pending" if outcome.pending else outcome.status,
                 "latency_ms": round(latency_ms, 3), "error": outcome.error}))
         if state.emit is not None:
-            await _emit_tool_end(state.emit, call, outcome, latency_ms)
+            await emit_tool_end(state.emit, call, outcome, latency_ms)
         if outcome.pending is not None:
             state.pending.append(outcome.pending)
         elif outcome.error is not None and tool is not None and tool.writes and outcome.error is not BLOCKED:
@@ -479,60 +443,6 @@ class Runtime:
 
 def agent_version(agent: Agent) -> str:
     return f"{agent.name}@{agent.version}" if agent.version else agent.name
-
-
-async def _emit_tool_end(emit: TurnEmitter, call: ToolCall, outcome: ToolOutcome, latency_ms: float) -> None:
-    status = "pending" if outcome.pending is not None else outcome.status
-    await emit(EventType.TOOL_CALL_END, tool=call.name, status=status, latency_ms=round(latency_ms, 3),
-               error=error_message(outcome.error) if outcome.error and outcome.pending is None else None)
-    if outcome.status == "refused":  # a scope or precondition said no: part of the audit trail
-        await emit(EventType.PERMISSION_DENIED, tool=call.name, arguments=call.arguments,
-                   reason=error_message(outcome.error or ""))
-
-
-async def _emit_outcome(emit: TurnEmitter, state: TurnState, reply: str, stopped_by: str | None,
-                        started: float) -> None:
-    """How the turn ended, on the bus: escalations and failures as safety events, then the reply."""
-    if stopped_by == "escalated":
-        await emit(EventType.ESCALATED, **(state.escalation or {}))
-    elif stopped_by in ("model_error", "timeout"):
-        await emit(EventType.ERROR, stopped_by=stopped_by)
-    usage = state.usage
-    await emit(EventType.RESPONSE_SENT, text=reply, stopped_by=stopped_by,
-               latency_ms=round((time.perf_counter() - started) * 1000, 3), steps=len(state.steps),
-               input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, cost_usd=usage.cost_usd)
-
-
-def _with_facts(reply: str, state: TurnState) -> str:
-    """The reply plus what the user must know whatever the model wrote: restart notices, every write
-    that did not go through (so "refunded" is never the last word on a failed refund), and the
-    sources a knowledge search cited when the reply names none of them."""
-    parts = [*state.notices, reply] if state.notices else [reply]
-    mentioned = state.escalation.get("key") if state.escalation else None
-    succeeded = {(s.name, render(s.arguments)) for s in state.steps if s.kind == "tool" and s.error is None} \
-        if state.unfinished_writes else set()
-    for call, outcome in state.unfinished_writes:
-        if outcome.key is not None and outcome.key == mentioned:
-            continue  # the escalation text already says it
-        if (call.name, render(call.arguments)) in succeeded:
-            continue  # it failed first and went through later in the turn (a replanned step)
-        label = "Not confirmed" if outcome.status == "unknown" else "Not done"
-        parts.append(f"{label}: {call.name}({render(call.arguments)}): {error_message(outcome.error or '')}")
-    if state.citations and not any(c in reply for c in state.citations):
-        parts.append("Sources: " + ", ".join(f"[{c}]" for c in state.citations))
-    return "\n\n".join(p for p in parts if p)
-
-
-def _close_open_calls(state: TurnState, reason: str) -> None:
-    """Every tool call in history gets a result, even when the turn stopped before running it."""
-    answered = {m.tool_call_id for m in state.messages if isinstance(m, ToolResultMessage)}
-    for message in list(state.messages):
-        if isinstance(message, AssistantMessage):
-            for call in message.tool_calls:
-                if call.id not in answered:
-                    state.messages.append(ToolResultMessage(
-                        call.id, call.name, f"Not executed: the turn stopped ({reason}) before this call ran.", True
-                    ))
 
 
 def _validate_turn_input(session_id: object, user_message: object, principal: object) -> None:

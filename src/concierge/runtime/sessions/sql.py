@@ -11,6 +11,7 @@ uses only generic types and the queries are plain Core; the engine comes from `c
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import (
@@ -22,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    delete,
     insert,
     select,
     update,
@@ -202,6 +204,29 @@ class SqlSessionStore(SqlBacked):
             raise stale from exc
         self._versions[session.id] = expected + 1
         apply_commit(session, commit)
+
+    async def session_ids(self, prefix: str = "") -> list[str]:
+        """Ids of the stored sessions that start with `prefix` (a tenant's: `f"{tenant}:"`)."""
+        await self._ensure_schema()
+        query = select(sessions_table.c.id)
+        if prefix:
+            query = query.where(sessions_table.c.id.startswith(prefix, autoescape=True))
+        async with self._gate, self.engine.connect() as conn:
+            return list(await conn.scalars(query.order_by(sessions_table.c.id)))
+
+    async def delete(self, session_ids: Iterable[str]) -> int:
+        """Delete these sessions with their messages and pinned facts (erasure); how many existed."""
+        ids = sorted(set(session_ids))
+        if not ids:
+            return 0
+        await self._ensure_schema()
+        async with self._gate, self.engine.begin() as conn:
+            for table in (messages_table, pinned_facts_table):
+                await conn.execute(delete(table).where(table.c.session_id.in_(ids)))
+            result = await conn.execute(delete(sessions_table).where(sessions_table.c.id.in_(ids)))
+        for session_id in ids:
+            self._versions.pop(session_id, None)
+        return int(result.rowcount or 0)
 
     async def close(self) -> None:
         self._versions.clear()
