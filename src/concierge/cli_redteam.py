@@ -23,6 +23,8 @@ def redteam(
     weaken: Annotated[str | None, typer.Option(help="Run a deliberately broken set-up: no_caps | trusting_tools | "
                                                     "operator (expect failures).")] = None,
     seed: Annotated[int | None, typer.Option(help="Case generation seed (default: the suite's).")] = None,
+    case_timeout: Annotated[float, typer.Option(min=1, help="Seconds per case before it counts as broken "
+                                                            "(a CPU-bound local model needs minutes).")] = 300.0,
     guardrails: Annotated[bool, typer.Option(help="Also run the turn guardrails (input screening, checked "
                                                   "replies); off: the API layer alone.")] = False,
 ) -> None:
@@ -39,7 +41,7 @@ def redteam(
     cases = sample(generate_cases(seed=SUITE_SEED if seed is None else seed), limit)
     try:
         report = asyncio.run(run_redteam(cases, model, weaken=weaken, concurrency=concurrency, console=console,
-                                         guardrails=guardrails))
+                                         guardrails=guardrails, case_timeout_s=case_timeout))
     except (ConciergeError, ValueError) as exc:
         console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
         raise typer.Exit(2) from None

@@ -281,6 +281,30 @@ class EmbeddedLog:
         with _transaction(conn):
             conn.executemany('DELETE FROM records WHERE "partition" = ? AND "offset" < ?', list(before.items()))
 
+    async def delete(self, positions: Sequence[tuple[int, int]], *, compact: bool = False) -> int:
+        """Erasure: delete the records at these (partition, offset) positions (and their pending
+        entries); heads stay. `compact` then VACUUMs, so the deleted bytes leave the file. How many went."""
+        for partition, offset in positions:
+            check_partition(partition, self.partitions)
+            check_int("offset", offset, 1)
+        return await self._run(self._delete, sorted(set(positions)), compact)
+
+    def _delete(self, conn: sqlite3.Connection, positions: list[tuple[int, int]], compact: bool) -> int:
+        deleted = 0
+        if positions:
+            with _transaction(conn):
+                for partition, offset in positions:
+                    deleted += conn.execute('DELETE FROM records WHERE "partition" = ? AND "offset" = ?',
+                                            (partition, offset)).rowcount
+                conn.executemany('DELETE FROM pending WHERE "partition" = ? AND "offset" = ?', positions)
+                groups = [g for (g,) in conn.execute('SELECT DISTINCT "group" FROM group_offsets')]
+                for group in groups:
+                    self._recompute(conn, group, {p for p, _ in positions})
+        if compact:
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return deleted
+
     async def close(self) -> None:
         with self._lock:
             conn, self._conn = self._conn, None

@@ -228,6 +228,20 @@ class RedisStreamLog:
                 pipe.xtrim(self.keys[partition], minid=decode_offset(offset), approximate=False)
             await pipe.execute()
 
+    async def delete(self, positions: Sequence[tuple[int, int]]) -> int:
+        """Erasure: XDEL the entries at these (partition, offset) positions; how many existed."""
+        by_partition: dict[int, list[str]] = {}
+        for partition, offset in positions:
+            check_partition(partition, self.partitions)
+            check_int("offset", offset, 1)
+            by_partition.setdefault(partition, []).append(decode_offset(offset))
+        if not by_partition:
+            return 0
+        async with self.client.pipeline(transaction=False) as pipe:
+            for partition, ids in by_partition.items():
+                pipe.xdel(self.keys[partition], *ids)
+            return sum(int(n) for n in await pipe.execute())
+
     async def close(self) -> None:
         """Closes the client only if this log made it (from_url); a lent client stays open."""
         if self._close_client:

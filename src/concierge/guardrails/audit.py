@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -43,6 +43,7 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    delete,
     insert,
     or_,
     select,
@@ -306,6 +307,21 @@ class AuditIndex(SqlBacked):
         await self._ensure_schema()
         async with self.engine.connect() as conn:
             return int((await conn.execute(select(func.count()).select_from(audit_events))).scalar_one())
+
+    async def erase_matching(self, tenant: str, match: Callable[[AuditEvent], bool], *,
+                             dry_run: bool = False) -> int:
+        """Erasure: delete the tenant's events `match` selects; how many matched."""
+        check_id("tenant", tenant)
+        await self._ensure_schema()
+        c = audit_events.c
+        query = select(c.event_id, c.type, c.ts, c.tenant, c.conversation_id, c.turn, c.payload, c.trace_id,
+                       c.user_id, c.agent_version, c.seq).where(c.tenant == tenant)
+        async with self.engine.begin() as conn:
+            ids = [row.event_id for row in await conn.execute(query) if match(AuditEvent(*row))]
+            if not dry_run:
+                for start in range(0, len(ids), _IN_CHUNK):
+                    await conn.execute(delete(audit_events).where(c.event_id.in_(ids[start:start + _IN_CHUNK])))
+        return len(ids)
 
 
 def _decode(records: Sequence[Record]) -> tuple[list[dict[str, Any]], int]:

@@ -23,6 +23,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    delete,
+    func,
     insert,
     select,
     update,
@@ -192,3 +194,24 @@ class SessionDirectory(SqlBacked):
             rows = (await conn.execute(query.order_by(turns_table.c.turn_no))).all()
         return [{**{k: v for k, v in row._mapping.items() if k not in ("tenant", "session_id", "started_at")},
                  "started_at": row.started_at.isoformat()} for row in rows]
+
+    async def count_user(self, tenant: str, user_id: str) -> int:
+        """Rows this directory holds of one user (sessions and turn records), for erasure."""
+        await self._ensure_schema()
+        async with self.engine.connect() as conn:
+            total = 0
+            for table in (sessions_table, turns_table):
+                query = select(func.count()).select_from(table).where(table.c.tenant == tenant,
+                                                                      table.c.user_id == user_id)
+                total += int((await conn.execute(query)).scalar_one())
+        return total
+
+    async def erase_user(self, tenant: str, user_id: str) -> int:
+        """Delete one user's sessions and turn records (erasure); how many rows went."""
+        await self._ensure_schema()
+        async with self.engine.begin() as conn:
+            total = 0
+            for table in (turns_table, sessions_table):
+                result = await conn.execute(delete(table).where(table.c.tenant == tenant, table.c.user_id == user_id))
+                total += int(result.rowcount or 0)
+        return total

@@ -6,6 +6,7 @@ the point of the `attempted` row is to be on disk before the call leaves the pro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
@@ -148,3 +149,22 @@ class SqlLedger(SqlBacked):
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [AuditRecord(**{k: v for k, v in row._mapping.items() if k != "id"}) for row in rows]
+
+    async def rewrite_matching(self, match: Callable[[str, dict[str, Any]], bool],
+                               redact: Callable[[str, dict[str, Any]], dict[str, Any]], *,
+                               dry_run: bool = False) -> int:
+        """Erasure: rewrite every ledger and audit row `match(table, row)` selects with the values
+        `redact(table, row)` returns (rows stay: accounting keeps them); how many rows matched."""
+        await self._ensure_schema()
+        matched = 0
+        async with self.engine.begin() as conn:
+            for table, key in ((ledger_table, ledger_table.c.key), (audit_table, audit_table.c.id)):
+                rows = [dict(row._mapping) for row in await conn.execute(select(table))]
+                for row in rows:
+                    if not match(table.name, row):
+                        continue
+                    matched += 1
+                    if not dry_run:
+                        await conn.execute(update(table).where(key == row[key.name])
+                                           .values(**redact(table.name, row)))
+        return matched
