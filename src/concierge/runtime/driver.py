@@ -58,7 +58,8 @@ class RuntimeDriver:
 
     async def conversation(self) -> list[Message]:
         runtime, session, state = self.runtime, self.session, self.state
-        window = await runtime.context.build(runtime.instructions, session, state.window_start, state.summary,
+        window = await runtime.context.build(state.instructions or runtime.instructions, session, state.window_start,
+                                             state.summary,
                                              (*session.pinned_facts, *state.new_pins), state.messages, TokenTally())
         return list(window.messages)
 

@@ -39,6 +39,8 @@ class TurnState:
     notices: list[str] = field(default_factory=list)
     # What the strategy thought, planned, weighed and chose, step by step.
     reasoning: list[ReasoningStep] = field(default_factory=list)
+    # This turn's system instructions when they differ from the agent's (recalled memories added).
+    instructions: str | None = None
     # The session's earlier messages, read-only (what output guardrails judge a reply against).
     history: Sequence[Message] = ()
     # Who watches the turn live, and where its events go (not part of its state: never serialised).

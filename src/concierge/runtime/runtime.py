@@ -24,6 +24,7 @@ from ..core.reasoning import Action, ReasoningStep, Strategy
 from ..guardrails.turn import BLOCKED_REPLY, UNTRUSTED_NOTE, TurnGuardrails
 from ..llm.base import ModelResponse, TextDelta, ToolChoice
 from ..llm.tokens import EstimatingCounter, TokenCounter
+from ..memory import Extraction, ExtractionError, Memory
 from ..tools.confirmation import question, settle_pending
 from ..tools.executor import DirectExecutor, ToolExecutor
 from ..tools.outcome import ToolOutcome, error_message
@@ -37,6 +38,7 @@ from .events import TurnEvent, TurnObserver
 from .guarding import REPEATED, output_facts, screen_input, with_checked_reply
 from .locks import SessionLocks
 from .loop_guard import BLOCKED, LoopGuard, repeated_success
+from .remembering import memory_user, recalled_instructions
 from .result import TurnResult, TurnState
 from .sessions.base import Session, SessionStore, TurnCommit
 from .sessions.memory import InMemorySessionStore
@@ -71,6 +73,8 @@ class Runtime:
         events: EventSink | None = None,
         strategy: TurnStrategy | None = None,
         guardrails: TurnGuardrails | None = None,
+        memory: Memory | None = None,
+        memory_tokens: int = 300,
     ) -> None:
         self.agent = agent
         self.store: SessionStore = store if store is not None else InMemorySessionStore()
@@ -90,6 +94,9 @@ class Runtime:
         self.strategy: TurnStrategy = strategy if strategy is not None else ReActLoop()
         # Input screening, untrusted tool results and checked replies (None: none of it).
         self.guardrails = guardrails
+        # What earlier conversations left about this customer, recalled into each turn's context.
+        self.memory = memory
+        self.memory_tokens = memory_tokens
         self.instructions = agent.instructions
         if guardrails is not None and guardrails.mark_tool_results and guardrails.input is not None:
             self.instructions = f"{agent.instructions}\n\n{UNTRUSTED_NOTE}"
@@ -133,6 +140,9 @@ class Runtime:
                     state.new_pins.extend(state.notices)
                 stopped_by: str | None = None
                 blocked = await screen_input(self.guardrails, state, user_message)
+                if self.memory is not None and not blocked:
+                    state.instructions = await recalled_instructions(self.memory, self.instructions, session, state,
+                                                                    user_message, self.memory_tokens)
                 try:
                     async with asyncio.timeout(self.agent.limits.timeout_s):
                         guard = LoopGuard()  # one per turn: a repeat of a confirmed call is a repeat too
@@ -184,7 +194,8 @@ class Runtime:
         context = self._context(session, state)
         tally = TokenTally()  # each message of the window is counted once per turn, not once per step
         for _ in range(limits.max_steps):
-            window = await self.context.build(self.instructions, session, state.window_start, state.summary,
+            window = await self.context.build(state.instructions or self.instructions, session, state.window_start,
+                                              state.summary,
                                               (*session.pinned_facts, *state.new_pins), state.messages, tally)
             if window.summarized:
                 state.window_start, state.summary = window.window_start, window.summary
@@ -256,6 +267,22 @@ class Runtime:
             if state.emit is not None:
                 await state.emit(EventType.CONFIRMATION_REQUESTED, actions=actions)
         return question(state.pending), "awaiting_confirmation"
+
+    async def end_conversation(self, session_id: str, principal: Principal | str = "anonymous") -> Extraction | None:
+        """The conversation is over: extract what is worth remembering about the customer (with the
+        agent's model) into memory. None without memory or when the model's extraction is unusable."""
+        if self.memory is None:
+            return None
+        principal = as_principal(principal)
+        session = await self.store.load(session_id)
+        if session is None or not session.history:
+            return None
+        try:
+            return await self.memory.remember_conversation(self.agent.model, principal.tenant, memory_user(principal),
+                                                           session_id, session.history)
+        except ExtractionError as exc:
+            logger.warning("nothing remembered from %s: %s", session_id, exc)
+            return None
 
     def _context(self, session: Session, state: TurnState) -> ToolContext:
         first = state.messages[0] if state.messages else None
