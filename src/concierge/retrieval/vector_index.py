@@ -20,6 +20,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+try:  # pyarrow first: loaded after usearch's bundled libraries, its Parquet writer crashes (SIGSEGV)
+    import pyarrow  # noqa: F401
+except ImportError:  # no lake extra: nothing to protect
+    pass
 from usearch.index import BatchMatches, Index, Matches, MetricKind, ScalarKind
 
 from concierge.core.errors import ValidationError
