@@ -25,6 +25,8 @@ from .cli_lake import lake_app, sql_command
 from .cli_serve import serve, tenants_app
 from .core.errors import ConciergeError, ConfigError, ValidationError
 from .core.principal import Principal
+from .erasure.cli import forget as memory_forget
+from .erasure.cli import show as memory_show
 from .runtime.result import TurnResult
 from .runtime.runtime import Runtime
 from .settings import Settings, load_settings
@@ -76,6 +78,7 @@ def _runtime(settings: Settings, client: httpx.AsyncClient) -> Runtime:
         build_executor,
         build_guardrails,
         build_limits,
+        build_memory,
         build_model,
         build_model_settings,
         build_store,
@@ -88,11 +91,14 @@ def _runtime(settings: Settings, client: httpx.AsyncClient) -> Runtime:
     agent = make_retail_agent(build_model(settings), client, limits=limits, model_settings=model_settings)
     return Runtime(agent, store=build_store(settings), executor=build_executor(settings, retail_measures(client)),
                    tracer=build_tracer(settings), events=build_event_producer(settings),
-                   guardrails=build_guardrails(settings))
+                   guardrails=build_guardrails(settings), memory=build_memory(settings),
+                   memory_tokens=settings.memory.context_tokens)
 
 
 async def _close_ledger(runtime: Runtime) -> None:
-    """Release the ledger, and deliver the conversation's last events to the bus."""
+    """Release the ledger and memory, and deliver the conversation's last events to the bus."""
+    if runtime.memory is not None:
+        await runtime.memory.close()
     close = getattr(getattr(runtime.executor, "ledger", None), "close", None)
     if close is not None:
         await close()
@@ -244,6 +250,13 @@ async def _chat(settings: Settings, session_id: str, seed: int) -> None:
                 text_out = error_message(step.error) if step.error else step.result_summary
                 console.print(f"  [dim]⚙ {step.name} {mark} {text_out[:120]}[/]")
             console.print(f"[bold magenta]agent ›[/] {result.reply} [dim]({time.perf_counter() - started:.1f} s)[/]")
+        if runtime.memory is not None:
+            with console.status("remembering what matters from this conversation…"):
+                remembered = await runtime.end_conversation(session_id, Principal("cli-user", scopes=CUSTOMER_SCOPES))
+            if remembered is not None:
+                kept = remembered.memory
+                count = len(kept.preferences) + len(kept.facts) + len(kept.unresolved)
+                console.print(f"[dim]remembered {count} item(s) for next time[/]")
     finally:
         await runtime.store.close()
         await _close_ledger(runtime)
@@ -270,6 +283,33 @@ app.command("serve")(serve)
 app.command("sql")(sql_command)
 app.add_typer(lake_app, name="lake")
 app.command("audit")(audit_command)
+memory_app = typer.Typer(no_args_is_help=True, help="What the agent remembers about end users; forget them everywhere.")
+memory_app.command("show")(memory_show)
+memory_app.command("forget")(memory_forget)
+app.add_typer(memory_app, name="memory")
+
+
+@memory_app.command("expire")
+def memory_expire(config: ConfigOption = None) -> None:
+    """Remove memories past their retention that no open issue needs (run it daily)."""
+    from .factory import build_memory
+
+    try:
+        memory = build_memory(load_settings(config))
+    except ConciergeError as exc:
+        raise _fail(exc) from None
+    if memory is None:
+        console.print("memory is off ([memory] enabled = false): nothing to expire")
+        return
+
+    async def run() -> dict[str, int]:
+        try:
+            return await memory.expire()
+        finally:
+            await memory.close()
+
+    removed = asyncio.run(run())
+    console.print("expired: " + ", ".join(f"{name} {count}" for name, count in removed.items()))
 
 
 @domain_app.command("generate")

@@ -27,6 +27,7 @@ from .tools.pipeline import TransactionalExecutor
 
 if TYPE_CHECKING:
     from .events.producer import EventProducer
+    from .memory import Memory
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,18 @@ def build_executor(settings: Settings, measures: Mapping[str, Measure] | None = 
     if measures and not (caps.default.empty and all(c.empty for c in caps.tenants.values())):
         return TransactionalExecutor(ledger, checks=[caps_check(caps, measures, ledger=ledger)])
     return TransactionalExecutor(ledger)
+
+
+def build_memory(settings: Settings) -> Memory | None:
+    """Long-term memory per `[memory]`; None when it is off."""
+    config = settings.memory
+    if not config.enabled:
+        return None
+    from .memory import Memory, MemoryPolicy
+
+    policy = MemoryPolicy(alpha=config.alpha, half_life_days=config.half_life_days,
+                          retention_months=config.retention_months)
+    return Memory(config.db, config.index_dir, notes=config.notes_url, policy=policy)
 
 
 def build_guardrails(settings: Settings) -> TurnGuardrails | None:

@@ -101,6 +101,18 @@ class GuardrailsConfig(_Section):
     classifier: bool = True
 
 
+class MemoryConfig(_Section):
+    # Remember customers across conversations (docs/memory.md); off: no recall, no extraction.
+    enabled: bool = True
+    db: str = ".concierge/memory.db"
+    index_dir: str = ".concierge/memory-index"
+    notes_url: str | None = None  # redis://… keeps session notes in Redis; default: the memory database
+    alpha: float = Field(0.7, ge=0, le=1)  # weight of similarity against recency
+    half_life_days: float = Field(7.0, gt=0)
+    retention_months: float = Field(6.0, gt=0)  # expiry of memories not linked to an open issue
+    context_tokens: int = Field(300, ge=0)  # recalled memories per turn, at most
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CONCIERGE_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -114,6 +126,7 @@ class Settings(BaseSettings):
     events: EventsConfig = EventsConfig()
     lake: LakeConfig = LakeConfig()
     guardrails: GuardrailsConfig = GuardrailsConfig()
+    memory: MemoryConfig = MemoryConfig()
     # Deterministic policy caps per tenant, enforced by the tool executor (docs/guardrails-caps.md).
     caps: TenantCaps = TenantCaps()
     # USD per million tokens: {"gpt-4o-mini": [0.15, 0.6]}.

@@ -15,6 +15,7 @@ from websockets.sync.client import connect
 
 from concierge import Agent, Runtime, tool
 from concierge.core.messages import Message, message_text
+from concierge.memory import EXTRACTION_PROMPT, Memory
 from concierge.runtime.sessions.sql import SqlSessionStore
 from concierge.security.auth import JwtConfig, issue_jwt
 from concierge.security.tenants import TenantDirectory
@@ -24,6 +25,7 @@ from concierge.serving.records import SessionDirectory
 from concierge.serving.service import TurnService
 from concierge.serving.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, DeliveryLog, sign
 from concierge.testing import FunctionModel, call
+from concierge.testing.embedders import KeywordEmbedder
 from concierge.testing.serving import ServerThread
 from concierge.tools.ledger import SqlLedger
 from concierge.tools.pipeline import TransactionalExecutor
@@ -45,7 +47,12 @@ async def cancel_order(order_id: str) -> dict:
 
 
 def planner(messages: Sequence[Message], tools: object) -> object:
-    """Cancels W1 when asked (then reports), otherwise echoes: enough to drive every path."""
+    """Cancels W1 when asked (then reports), otherwise echoes: enough to drive every path; as the
+    memory extractor, remembers the customer's contact preference."""
+    if message_text(messages[0]).startswith(EXTRACTION_PROMPT[:40]):
+        return json.dumps({"summary": "Asked to be contacted by email.", "facts": [], "unresolved": [],
+                           "resolved": [], "satisfaction": "high",
+                           "preferences": [{"key": "contact_channel", "value": "email", "turn": 1}]})
     last = messages[-1]
     if last.role == "tool":
         return f"Done: {message_text(last)}"
@@ -80,7 +87,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 
     def make_app():
         agent = Agent(instructions="You help.", model=model, tools=[get_order, cancel_order])
-        runtime = Runtime(agent, store=SqlSessionStore(url), executor=TransactionalExecutor(SqlLedger(url)))
+        memory = Memory(folder / "memory.db", folder / "memory-index", embedder=KeywordEmbedder())
+        runtime = Runtime(agent, store=SqlSessionStore(url), executor=TransactionalExecutor(SqlLedger(url)),
+                          memory=memory)
         service = TurnService(runtime, TenantDirectory(url), SessionDirectory(url), DeliveryLog(url),
                               InProcessRateLimiter())
         holder["service"] = service
@@ -302,3 +311,19 @@ def test_health_readiness_openapi_and_demo_login(env: Env) -> None:
     login = httpx.post(f"{env.server.url}/v1/demo/login", json={"user_id": "gina"}).json()
     with env.client(login["token"]) as gina:
         assert gina.get("/v1/me").json()["user_id"] == "gina"
+
+
+def test_ending_a_conversation_remembers_the_customer_for_the_next_one(env: Env) -> None:
+    token = env.user("acme", "mem-user")
+    with env.client(token) as client:
+        _new_session(client, "mem-1")
+        assert client.post("/v1/sessions/mem-1/messages", json={"text": "Please contact me by email"}).status_code == 200
+        ended = client.post("/v1/sessions/mem-1/end")
+        assert ended.status_code == 200, ended.text
+        assert ended.json()["remembered"] == 1
+        _new_session(client, "mem-2")
+        assert client.post("/v1/sessions/mem-2/messages", json={"text": "Hi again about my contact"}).status_code == 200
+    system = message_text(env.model.requests[-1].messages[0])
+    assert "contact_channel: email" in system  # recalled from mem-1 into the new conversation
+    with env.client(env.keys["globex-service"]) as other:
+        _error(other.post("/v1/sessions/mem-1/end"), 404)

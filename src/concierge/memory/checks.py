@@ -11,6 +11,8 @@ from ..core.errors import ValidationError
 
 # Tenant, user and conversation ids: no ':' or '/' so they are safe inside Redis keys and paths.
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+=-]{0,127}$")
+# Conversation ids are runtime session ids, which may carry the tenant ("acme:s1"); always last in keys.
+_CONVERSATION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+=-]{0,127}$")
 # Fact keys: lowercase snake case, e.g. `contact_channel`, `order_w123_refund`.
 _KEY_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
 
@@ -18,7 +20,8 @@ DAYS_PER_MONTH = 30  # retention is configured in months; a month counts as 30 d
 
 
 def check_id(what: str, value: object) -> str:
-    if not isinstance(value, str) or not _ID_RE.match(value):
+    pattern = _CONVERSATION_RE if what == "conversation id" else _ID_RE
+    if not isinstance(value, str) or not pattern.match(value):
         raise ValidationError(
             f"memory {what} {value!r} is not a valid id",
             hint=f"a {what} is 1-128 characters: letters, digits and _ . @ + = - (not starting with a symbol)",

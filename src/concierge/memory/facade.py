@@ -134,6 +134,8 @@ class Memory:
         current = current_values(current_conversation, self.slots, current_facts)
         async with self.index.lock(tenant, user_id):
             facts = await self.profile.facts(tenant, user_id)
+            if not facts:  # nothing remembered: no embedding, no index
+                return []
             await self.index.ensure(tenant, user_id, facts)
             hits = await self.index.search(tenant, user_id, query, policy.candidates) if query.strip() else []
         similarities = dict(hits)

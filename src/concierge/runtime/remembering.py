@@ -6,9 +6,13 @@ call of the turn), in its own section that says the current conversation wins ov
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from ..core.messages import Message
 from ..core.principal import Principal
 from ..memory import Memory
+from ..tools.tool import CUSTOMER_KEY
 from .result import TurnState
 from .sessions.base import Session
 
@@ -16,16 +20,26 @@ HEADING = ("What we remember about this customer from earlier conversations (the
            "takes precedence over it):")
 
 
-def memory_user(principal: Principal) -> str:
-    """Whom memory is about: the business's customer when the session is bound to one, else the caller."""
-    return principal.customer_id or principal.user_id
+def memory_user(principal: Principal, session_state: Mapping[str, Any] | None = None) -> str | None:
+    """Whom memory is about: the business's customer when the caller is one or the session was bound
+    to one (an identity check during the chat), else a caller in the customer role; None for anyone
+    else (a service or an operator is not remembered)."""
+    bound = (session_state or {}).get(CUSTOMER_KEY)
+    if principal.customer_id:
+        return principal.customer_id
+    if isinstance(bound, str) and bound:
+        return bound
+    return principal.user_id if principal.role == "customer" else None
 
 
 async def recalled_instructions(memory: Memory, instructions: str, session: Session, state: TurnState,
                                 message: str, budget_tokens: int) -> str | None:
     """The instructions plus the recalled memories, or None when nothing is recalled."""
+    user = memory_user(state.principal, session.state)
+    if user is None:
+        return None
     current: list[Message] = [*session.history, *state.messages]
-    lines = await memory.context_lines(state.principal.tenant, memory_user(state.principal), message, budget_tokens,
+    lines = await memory.context_lines(state.principal.tenant, user, message, budget_tokens,
                                        conversation_id=session.id, current_conversation=current)
     if not lines:
         return None

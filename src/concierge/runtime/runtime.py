@@ -275,11 +275,12 @@ class Runtime:
             return None
         principal = as_principal(principal)
         session = await self.store.load(session_id)
-        if session is None or not session.history:
+        user = memory_user(principal, session.state) if session is not None else None
+        if session is None or not session.history or user is None:
             return None
         try:
-            return await self.memory.remember_conversation(self.agent.model, principal.tenant, memory_user(principal),
-                                                           session_id, session.history)
+            return await self.memory.remember_conversation(self.agent.model, principal.tenant, user, session_id,
+                                                           session.history)
         except ExtractionError as exc:
             logger.warning("nothing remembered from %s: %s", session_id, exc)
             return None

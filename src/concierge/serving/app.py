@@ -207,6 +207,11 @@ def create_app(service: TurnService, options: ServeOptions | None = None, *,
         """The tool ledger (what was done to the world) and the refusals (scopes, preconditions)."""
         return await service.ledger(who, session_id)
 
+    @app.post("/v1/sessions/{session_id}/end", tags=["sessions"])
+    async def end(who: Auth, session_id: SessionId) -> dict[str, Any]:
+        """The customer is done: extract what to remember for next time (long-term memory)."""
+        return await service.end(who, session_id)
+
     @app.get("/v1/sessions/{session_id}/audit", tags=["console"])
     async def audit(who: Auth, session_id: SessionId) -> dict[str, Any]:
         """Every decision of the session, turn by turn: input verdicts, retrievals, reasoning, tool calls

@@ -52,6 +52,7 @@ def build_app(settings: Settings, *, model: ChatModel | None = None) -> FastAPI:
         build_event_producer,
         build_executor,
         build_guardrails,
+        build_memory,
         build_model,
         build_store,
         build_tracer,
@@ -70,7 +71,8 @@ def build_app(settings: Settings, *, model: ChatModel | None = None) -> FastAPI:
     producer = build_event_producer(settings)
     runtime = Runtime(agent, store=build_store(settings), executor=build_executor(settings, retail_measures(client)),
                       tracer=build_tracer(settings), locks=locks_from_url(serve.redis_url),  # type: ignore[arg-type]
-                      events=producer, guardrails=build_guardrails(settings))
+                      events=producer, guardrails=build_guardrails(settings), memory=build_memory(settings),
+                      memory_tokens=settings.memory.context_tokens)
     tenants = TenantDirectory(url)
     service = TurnService(runtime, tenants, SessionDirectory(url), DeliveryLog(url),
                           limiter_from_url(serve.redis_url), drain_timeout_s=serve.drain_timeout_s)
@@ -95,6 +97,8 @@ def build_app(settings: Settings, *, model: ChatModel | None = None) -> FastAPI:
         if close_locks is not None:
             await close_locks()
         await runtime.store.close()
+        if runtime.memory is not None:
+            await runtime.memory.close()
         ledger_close = getattr(getattr(runtime.executor, "ledger", None), "close", None)
         if ledger_close is not None:
             await ledger_close()

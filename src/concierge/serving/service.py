@@ -94,6 +94,18 @@ class TurnService:
                      "reason": r.reason} for r in await ledger.audit_records(name)]
         return {"entries": entries, "refusals": refusals}
 
+    async def end(self, caller: Caller, session_id: str) -> dict[str, Any]:
+        """The conversation is over: what is worth remembering about the customer goes to memory."""
+        info = await self.session(caller, session_id)
+        name = runtime_session_id(info.tenant, session_id)
+        async with self.runtime.locks.hold(name):  # not while a turn of it runs
+            extraction = await self.runtime.end_conversation(name, caller.principal)
+        if extraction is None:
+            return {"session_id": session_id, "remembered": 0}
+        kept = extraction.memory
+        return {"session_id": session_id, "remembered": len(kept.preferences) + len(kept.facts) + len(kept.unresolved),
+                "summary": kept.summary}
+
     async def audit_trail(self, caller: Caller, session_id: str) -> dict[str, Any]:
         """Every decision of the session from the audit index: inputs, verdicts, reasoning, tools, replies."""
         info = await self.session(caller, session_id)
