@@ -41,31 +41,22 @@ from concierge.lakehouse.catalog import BRONZE, CONVERSATIONS, GOLD, SILVER, ope
 from concierge.lakehouse.gold import aggregate
 from concierge.lakehouse.ingest import ingest
 from concierge.lakehouse.silver import refine
+from concierge.memory import Memory
+from concierge.memory.extract import parse_extraction
 from concierge.runtime.result import TurnResult
 from concierge.runtime.sessions.base import TurnCommit
 from concierge.runtime.sessions.sql import SqlSessionStore
 from concierge.serving.records import SessionDirectory
+from concierge.testing.embedders import KeywordEmbedder
 from concierge.tools.ledger.base import AuditRecord, LedgerEntry
 from concierge.tools.ledger.sql import SqlLedger
 
 
-class MemoryDouble:
-    """The memory facade's erasure surface: per-kind items of (tenant, user)."""
-
-    def __init__(self) -> None:
-        self.items: dict[tuple[str, str], dict[str, list[str]]] = {}
-
-    def put(self, tenant: str, user_id: str, **kinds: list[str]) -> None:
-        self.items.setdefault((tenant, user_id), {}).update(kinds)
-
-    def count(self, tenant: str, user_id: str) -> int:
-        return sum(len(v) for v in self.items.get((tenant, user_id), {}).values())
-
-    async def count_user(self, tenant: str, user_id: str) -> dict[str, int]:
-        return {kind: len(v) for kind, v in self.items.get((tenant, user_id), {}).items()}
-
-    async def erase_user(self, tenant: str, user_id: str) -> dict[str, int]:
-        return {kind: len(v) for kind, v in self.items.pop((tenant, user_id), {}).items()}
+def remembered(email: str, phone: str, words: str) -> str:
+    """What an extraction model would keep of one of these customers."""
+    return json.dumps({"summary": f"Called from {phone} about {words}.", "resolved": [], "satisfaction": "high",
+                       "preferences": [{"key": "contact_email", "value": email, "turn": 1}],
+                       "facts": [{"key": "interest", "value": f"likes {words}", "turn": 1}], "unresolved": []})
 
 
 T0 = datetime(2025, 3, 3, 10, 0, tzinfo=UTC)
@@ -102,7 +93,7 @@ async def populate(tmp: Path, redis_client: Any) -> dict[str, Any]:
     ledger = SqlLedger.from_engine(runtime.engine)
     log = EmbeddedLog(tmp / "events.db", partitions=4)
     index = AuditIndex(tmp / "audit.db")
-    memory = MemoryDouble()
+    memory = Memory(tmp / "memory.db", tmp / "memory-index", embedder=KeywordEmbedder())
     i = 0
     for tenant, user, sessions, email, phone, words in PEOPLE:
         for session in sessions:
@@ -135,7 +126,8 @@ async def populate(tmp: Path, redis_client: Any) -> dict[str, Any]:
                                        arguments={"email": email}, principal={"user_id": user, "tenant": tenant},
                                        decision="refused", reason=f"{email} lacks scope", extra={"phone": phone}))
         await redis_client.hset(f"concierge:rl:u:{tenant}:{user}", mapping={"tokens": "4.5", "ts": "1.0"})
-        memory.put(tenant, user, facts=[f"email is {email}", f"likes {words}"], notes=[f"called from {phone}"])
+        await memory.remember(tenant, user, parse_extraction(remembered(email, phone, words), f"{tenant}:{sessions[0]}", 2))
+        await memory.recall(tenant, user, words, 200)  # builds the user's vector index files
     # A runtime session whose id carries A's id (no serving record: found by its name).
     own = await runtime.create(f"acme:{A}", T0)
     await runtime.commit_turn(own, TurnCommit(new_messages=[UserMessage(f"{A_WORDS} {A_EMAIL}")],
@@ -158,7 +150,7 @@ async def populate(tmp: Path, redis_client: Any) -> dict[str, Any]:
 
 
 EXPECTED_A = {
-    "memory": 3,  # two facts, one note
+    "memory": 7,  # three facts (contact email, interest, satisfaction), their vectors, one session note
     "redis_keys": 5,  # the rate-limit bucket, two lock keys of each of two sessions
     "events": 6,  # three events in each of two conversations
     "audit_index": 6,
@@ -201,7 +193,7 @@ def present(needles: list[bytes], raw: bytes) -> list[bytes]:
 
 async def test_erase_one_user_everywhere(tmp_path: Path, redis_client: Any) -> None:
     world = await populate(tmp_path, redis_client)
-    stores = world["stores"]
+    stores, memory = world["stores"], world["memory"]
     before_b = await count_user("acme", B, stores, identifiers=[B_EMAIL, B_PHONE])
     before_g = await count_user("globex", A, stores, identifiers=[G_EMAIL])
     assert all(isinstance(v, int) and v > 0 for v in before_b.values()), before_b
@@ -219,9 +211,15 @@ async def test_erase_one_user_everywhere(tmp_path: Path, redis_client: Any) -> N
     assert receipt.identifiers == 4
 
     # The raw bytes of every SQLite file: none of A's email, phone or words.
-    for name in ("sessions.db", "events.db", "audit.db", "lake/catalog.db"):
+    for name in ("sessions.db", "events.db", "audit.db", "lake/catalog.db", "memory.db"):
         raw = sqlite_bytes(tmp_path / name)
         assert present(A_NEEDLES, raw) == [], name
+    # The memory's vector index files: A's file is gone, B's and globex's remain, none holds A's data.
+    index_files = sorted(f for f in (tmp_path / "memory-index").rglob("*") if f.is_file())
+    a_file = memory.index.path("acme", A)
+    assert a_file is not None and not a_file.exists()
+    assert {memory.index.path("acme", B), memory.index.path("globex", A)} <= set(index_files)
+    assert present(A_NEEDLES, b"".join(f.read_bytes() for f in index_files)) == []
     # ... while B's and globex's are all still there.
     for name in ("sessions.db", "events.db", "audit.db"):
         raw = sqlite_bytes(tmp_path / name)
@@ -259,7 +257,7 @@ async def test_erase_one_user_everywhere(tmp_path: Path, redis_client: Any) -> N
             assert present([A_EMAIL.encode(), A_WORDS.encode()], path.read_bytes()) == [], path
 
     # The stores, read through their own APIs.
-    runtime, directory, ledger, memory = world["runtime"], world["directory"], world["ledger"], world["memory"]
+    runtime, directory, ledger = world["runtime"], world["directory"], world["ledger"]
     assert await runtime.session_ids("acme:") == ["acme:sb1"]
     assert await runtime.session_ids("globex:") == ["globex:sa1"]
     assert [s.session_id for s in await directory.list("acme")] == ["sb1"]
@@ -277,7 +275,9 @@ async def test_erase_one_user_everywhere(tmp_path: Path, redis_client: Any) -> N
     assert b_entry.arguments["email"] == B_EMAIL and b_entry.principal["user_id"] == B
     [g_entry] = await ledger.entries("globex:sa1")
     assert g_entry.arguments["email"] == G_EMAIL
-    assert memory.count("acme", A) == 0 and memory.count("acme", B) == 3 and memory.count("globex", A) == 3
+    counts = {key: sum((await memory.count_user(tenant, user)).values())
+              for key, (tenant, user) in {"A": ("acme", A), "B": ("acme", B), "G": ("globex", A)}.items()}
+    assert counts == {"A": 0, "B": 7, "G": 7}
 
     # B and globex untouched, store by store.
     assert await count_user("acme", B, stores, identifiers=[B_EMAIL, B_PHONE]) == before_b
