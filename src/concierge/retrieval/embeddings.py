@@ -109,9 +109,11 @@ class MiniLMEmbedder:
                 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
                 try:
                     from sentence_transformers import SentenceTransformer
+                    from transformers.utils import logging as transformers_logging
                 except ImportError:
                     raise ConfigError("sentence-transformers is not installed",
                                       hint="install concierge[retrieval]") from None
+                transformers_logging.disable_progress_bar()  # no "Loading weights" bar in a CLI's output
                 model = SentenceTransformer(str(path), device=self.device)
                 dimension_of = getattr(model, "get_embedding_dimension", None) \
                     or model.get_sentence_embedding_dimension  # renamed in sentence-transformers 5
