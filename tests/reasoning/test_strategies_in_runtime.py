@@ -169,14 +169,14 @@ async def test_react_records_the_models_thought_and_asks_instead_of_a_low_confid
     assert thought.action is not None and thought.action.tool == "cancel_order"
     assert model.requests[1].tool_choice == "none"
     [turn_span] = [s for s in exporter.get_finished_spans() if s.name == "concierge.turn"]
-    assert [e.attributes["kind"] for e in turn_span.events] == ["thought", "response"]
+    assert turn_span.attributes["concierge.session_id"] == "s1"  # the turn's trace holds its model and tool spans
 
 
 async def test_react_acts_when_confident_and_unrated_thoughts_get_the_neutral_value():
     model = ScriptedModel([call("cancel_order", order_id="#W1"), "Cancelled #W1."])
     result = await _runtime(model, None).turn("s1", "cancel #W1", ANN)  # the default strategy is ReAct
     assert EFFECTS == ["cancel #W1"]
-    assert result.reasoning[0].confidence == 0.5 and result.reasoning[0].text == 'call cancel_order({"order_id":"#W1"})'
+    assert result.reasoning[0].confidence == 0.5 and result.reasoning[0].text == "call cancel_order"
 
 
 @pytest.mark.parametrize(("message", "earlier", "strategy"), [

@@ -11,8 +11,6 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import trace
-
 from ..core.events import EventType
 from ..core.messages import AssistantMessage, Message, ToolCall, ToolResultMessage
 from ..core.reasoning import ReasoningStep, Strategy
@@ -48,8 +46,15 @@ class RuntimeDriver:
         self.first_choice = first_choice
         self.model: ChatModel = AccountedModel(runtime, state)
         self.registry: ToolRegistry = runtime.agent.registry
-        self.tool_context: ToolContext = runtime._context(session, state)
         self.conversation_turns = session.turns
+        self._tool_context: ToolContext | None = None
+
+    @property
+    def tool_context(self) -> ToolContext:
+        """Built on first use: the default ReAct loop makes its own."""
+        if self._tool_context is None:
+            self._tool_context = self.runtime._context(self.session, self.state)
+        return self._tool_context
 
     @property
     def tool_results(self) -> list[ToolResultMessage]:
@@ -98,12 +103,8 @@ class AccountedModel(StreamingFromComplete):
 
 
 async def record_step(state: TurnState, step: ReasoningStep) -> None:
-    """A reasoning step into the turn's record, onto its span and onto the bus."""
+    """A reasoning step into the turn's record and onto the bus. (Not onto the OTel span: a span event
+    costs more than the rest of a scripted turn's step, and the model and tool spans are there.)"""
     state.reasoning.append(step)
-    span = trace.get_current_span()
-    if span.is_recording():
-        span.add_event("concierge.reasoning_step", {
-            "strategy": step.strategy, "kind": step.kind, "text": step.text[:200], "confidence": step.confidence,
-            "action": step.action.tool if step.action is not None else ""})
     if state.emit is not None:
         await state.emit(EventType.REASONING_STEP, **step.to_dict())

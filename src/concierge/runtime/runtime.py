@@ -252,7 +252,7 @@ class Runtime:
             await record_step(state, ReasoningStep(strategy, "response", text[:SUMMARY_CHARS], value, **cost))
             return
         for call in message.tool_calls:
-            thought = text or f"call {call.name}({render(call.arguments)})"
+            thought = text or f"call {call.name}"  # the arguments are in the step's action
             await record_step(state, ReasoningStep(strategy, "thought", thought[:SUMMARY_CHARS], value,
                                                    Action(call.name, call.arguments), **cost))
             cost = {}  # the model call is counted once, on its first step

@@ -236,8 +236,9 @@ function renderReasoning(turn) {
   const rows = steps.map(({ reasoning: r }) => el("li", { testid: "reasoning-step" },
     el("span.kind", { text: `${r.strategy} · ${r.kind}` }),
     el("span.confidence", { text: `${Math.round(r.confidence * 100)}%`, title: "confidence" }),
-    el("span.text", { text: r.text }),
-    r.action && !r.text.startsWith("call ") ? el("code", { text: `${r.action.tool}(${shortArgs(r.action.arguments || {})})` }) : null,
+    // a thought the model did not put in words is just its action
+    r.action && r.text === `call ${r.action.tool}` ? null : el("span.text", { text: r.text }),
+    r.action ? el("code", { text: `${r.action.tool}(${shortArgs(r.action.arguments || {})})` }) : null,
     r.alternatives && r.alternatives.length ? el("span.alternatives", { text: `also weighed: ${r.alternatives.join("; ")}` }) : null));
   return el("details.reasoning", { testid: "reasoning" },
     el("summary", { text: `Reasoning (${steps.length} step${steps.length === 1 ? "" : "s"})` }), el("ol", {}, rows));
