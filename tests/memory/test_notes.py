@@ -51,12 +51,15 @@ async def test_sql_notes_store(tmp_path: Path) -> None:
     store = SqlNotesStore(f"sqlite+aiosqlite:///{tmp_path / 'notes.db'}")
     try:
         await _exercise(store)
+        assert await store.count_user("shop", "alice") == 0 and await store.get("other", "alice", "c1") is None
     finally:
         await store.close()
 
 
 async def test_redis_notes_store(redis_client) -> None:
-    await _exercise(RedisNotesStore(redis_client))
+    store = RedisNotesStore(redis_client)
+    await _exercise(store)
+    assert await store.count_user("shop", "alice") == 0 and await store.get("other", "alice", "c1") is None
 
 
 async def test_memory_with_redis_notes(redis_client, tmp_path: Path) -> None:

@@ -58,20 +58,26 @@ def _receipt_table(receipt: ErasureReceipt) -> Table:
     return table
 
 
+UserArgument = Annotated[str, typer.Argument(help="The end user's id.")]
+TenantOption = Annotated[str, typer.Option("--tenant", "-t", help="The user's tenant.")]
+IdentifierOption = Annotated[list[str] | None, typer.Option(
+    "--identifier", "-i", help="Another identifier of the user (email, phone, name); repeatable.")]
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="Path of a concierge.toml.")]
+
+
 def _fail(message: str, code: int) -> typer.Exit:
     err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     return typer.Exit(code)
 
 
 def forget(
-    user: Annotated[str, typer.Argument(help="The end user's id.")],
-    tenant: Annotated[str, typer.Option("--tenant", "-t", help="The user's tenant.")] = "default",
+    user: UserArgument,
+    tenant: TenantOption = "default",
     fact: Annotated[str | None, typer.Option(
         "--fact", help="Forget only this memory fact (its id or text), not everything.")] = None,
     json: Annotated[bool, typer.Option("--json", help="Print the receipt as JSON.")] = False,
-    identifier: Annotated[list[str] | None, typer.Option(
-        "--identifier", "-i", help="Another identifier of the user (email, phone, name); repeatable.")] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="Path of a concierge.toml.")] = None,
+    identifier: IdentifierOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """Erase USER from every store (sessions, ledger, events, audit, lake, Redis, memory); print the receipt."""
     try:
@@ -132,12 +138,11 @@ def _forget_fact(settings: Any, user: str, tenant: str, fact: str, as_json: bool
 
 
 def show(
-    user: Annotated[str, typer.Argument(help="The end user's id.")],
-    tenant: Annotated[str, typer.Option("--tenant", "-t", help="The user's tenant.")] = "default",
+    user: UserArgument,
+    tenant: TenantOption = "default",
     json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
-    identifier: Annotated[list[str] | None, typer.Option(
-        "--identifier", "-i", help="Another identifier of the user (email, phone, name); repeatable.")] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="Path of a concierge.toml.")] = None,
+    identifier: IdentifierOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """What each store holds of USER (counts), and the user's memory facts; changes nothing."""
     try:
