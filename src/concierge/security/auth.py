@@ -67,9 +67,11 @@ class NotFound(ConciergeError):
 # executor checks tool scopes against the principal, so a new tool needs no new role.
 ROLES: Mapping[str, frozenset[str]] = MappingProxyType({
     "customer": frozenset({"retail:read", "retail:write", "kb:read", "sessions:own"}),
+    # Read-only: every session, ledger and trace of the tenant, but never a message, confirm or end.
     "operator": frozenset({"sessions:read", "ledger:read", "traces:read", "kb:read"}),
     "admin": frozenset({"*"}),
-    # A backend that chats on behalf of its own customers: it reads and writes any session it opened.
+    # A backend that chats on behalf of its own customers: it reads and writes every session of its
+    # tenant (see `session_access`), so hold its key as carefully as an admin's.
     "service": frozenset({"retail:read", "retail:write", "kb:read", "sessions:read", "sessions:write"}),
 })
 
@@ -223,14 +225,39 @@ def require_scope(caller: Caller, scope: str) -> None:
         raise Forbidden(f"this action needs scope {scope!r}, which role {caller.principal.role!r} lacks")
 
 
-def check_session_access(caller: Caller, session_tenant: str, session_user: str) -> None:
-    """Tenants never see each other's sessions (404, not 403); customers see only their own."""
+SessionAccess = Literal["read", "write"]
+"""What a route does to a session: `read` (history, turns, ledger, audit, watching the stream) or
+`write` (a message, a confirm or decline, ending it): anything that runs a turn or consumes state."""
+
+
+def session_access(caller: Caller, session_tenant: str, session_user: str) -> SessionAccess:
+    """The most the caller may do with one session; the single place that decides it.
+
+    - another tenant's session: 404 (its existence is not revealed);
+    - a customer (`sessions:own`): read and write its own sessions only, 403 for anyone else's;
+    - a service key (`sessions:write`): read and write every session of its tenant, since it
+      speaks for the customers of the backend that holds it;
+    - an operator (`sessions:read`): read every session of its tenant, write none;
+    - admin (`*`): everything in its tenant.
+    """
     if caller.tenant != session_tenant:
         raise NotFound("session not found")
+    if caller.can("sessions:write") or (caller.can("sessions:own") and caller.user_id == session_user):
+        return "write"
     if caller.can("sessions:read"):
-        return
+        return "read"
     if caller.can("sessions:own"):
-        if caller.user_id == session_user:
-            return
         raise Forbidden("this session belongs to another user")
     raise Forbidden(f"role {caller.principal.role!r} may not read sessions")
+
+
+def check_session_access(caller: Caller, session_tenant: str, session_user: str,
+                         access: SessionAccess = "read") -> None:
+    """404 outside the caller's tenant, 403 unless `session_access` grants `access`."""
+    if access not in ("read", "write"):
+        raise ValueError(f"unknown session access {access!r}")
+    granted = session_access(caller, session_tenant, session_user)
+    if access == "write" and granted != "write":
+        raise Forbidden(f"role {caller.principal.role!r} may read this session but not write to it",
+                        hint="only the session's customer, a service key or an admin may send messages, "
+                             "confirm, decline or end it")

@@ -27,7 +27,7 @@ from .._version import __version__
 from ..core.errors import ConciergeError, ValidationError
 from ..core.principal import Principal
 from ..runtime.events import TurnEvent
-from ..security.auth import Caller, Forbidden, Unauthenticated, issue_jwt, scopes_for
+from ..security.auth import Caller, Forbidden, Unauthenticated, issue_jwt, scopes_for, session_access
 from .errors import ApiError, error_body, install_error_handlers, status_of
 from .service import TurnService
 from .webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify
@@ -275,13 +275,15 @@ def create_app(service: TurnService, options: ServeOptions | None = None, *,
             await websocket.accept()
         try:
             who = await service.tenants.authenticate(token)
-            await service.session(who, session_id)
+            info = await service.session(who, session_id)
         except ConciergeError as exc:
             status, code = status_of(exc)
             await websocket.send_json({"type": "error", "status": status, **error_body(code, exc.message)})
             await websocket.close(code=4000 + status)
             return
-        await websocket.send_json({"type": "ready", "session_id": session_id})
+        # "read" (an operator): it may connect, but each message, confirm or decline gets a 403 error frame.
+        await websocket.send_json({"type": "ready", "session_id": session_id,
+                                   "access": session_access(who, info.tenant, info.user_id)})
 
         async def forward(event: TurnEvent) -> None:
             await websocket.send_json(event.to_dict())

@@ -17,7 +17,7 @@ from ..core.messages import message_to_dict
 from ..runtime.events import TurnObserver
 from ..runtime.result import TurnResult
 from ..runtime.runtime import Runtime
-from ..security.auth import Caller, Forbidden, NotFound, check_session_access
+from ..security.auth import Caller, Forbidden, NotFound, SessionAccess, check_session_access
 from ..security.tenants import TenantDirectory
 from ..tools.confirmation import pending_actions
 from .errors import ApiError, RateLimited
@@ -52,13 +52,18 @@ class TurnService:
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     # access
-    async def session(self, caller: Caller, session_id: str) -> SessionInfo:
-        """The caller's view of a session: 404 outside its tenant or if absent, 403 for another user's."""
+    async def session(self, caller: Caller, session_id: str, access: SessionAccess = "read") -> SessionInfo:
+        """The session if the caller may `access` it: 404 outside its tenant or if absent, 403 for
+        another user's, and 403 for a write by a read-only role (see `session_access`).
+
+        Every route comes through here before it touches the session, so a refused write has
+        consumed nothing: no rate-limit token, no turn, no pending action.
+        """
         check_session_id(session_id)
         info = await self.sessions.get(caller.tenant, session_id)
         if info is None:
             raise NotFound("session not found")
-        check_session_access(caller, info.tenant, info.user_id)
+        check_session_access(caller, info.tenant, info.user_id, access)
         return info
 
     async def create_session(self, caller: Caller, session_id: str, user_id: str | None = None) -> SessionInfo:
@@ -96,7 +101,7 @@ class TurnService:
 
     async def end(self, caller: Caller, session_id: str) -> dict[str, Any]:
         """The conversation is over: what is worth remembering about the customer goes to memory."""
-        info = await self.session(caller, session_id)
+        info = await self.session(caller, session_id, "write")
         name = runtime_session_id(info.tenant, session_id)
         async with self.runtime.locks.hold(name):  # not while a turn of it runs
             extraction = await self.runtime.end_conversation(name, caller.principal)
@@ -135,7 +140,7 @@ class TurnService:
     async def answer(self, caller: Caller, session_id: str, text: str, *, action_id: str | None = None,
                      observer: TurnObserver | None = None) -> dict[str, Any]:
         """Run one turn for the caller; `action_id` requires that action to be the one pending."""
-        info = await self.session(caller, session_id)
+        info = await self.session(caller, session_id, "write")
         if action_id is not None:
             stored = await self.runtime.store.load(runtime_session_id(info.tenant, session_id))
             if stored is None or action_id not in {a.id for a in pending_actions(stored.state)}:
@@ -145,6 +150,7 @@ class TurnService:
 
     async def run(self, caller: Caller, info: SessionInfo, text: str, *,
                   observer: TurnObserver | None = None) -> dict[str, Any]:
+        check_session_access(caller, info.tenant, info.user_id, "write")  # also when answer() was skipped
         if self.draining:
             raise ApiError(503, "draining", "this worker is shutting down", hint="retry on another worker",
                            headers={"Retry-After": "1"})
