@@ -71,6 +71,11 @@ class ServeConfig(_Section):
     demo_tenant: str | None = "demo"
     drain_timeout_s: float = Field(30.0, gt=0)
     webhook_tolerance_s: int = Field(300, ge=1, le=3600)
+    # A webhook delivery claimed this long ago and not finished is a dead worker's: a redelivery
+    # runs it. Keep it longer than a turn's timeout (120 s by default), or a slow turn runs twice.
+    webhook_lease_s: float = Field(300.0, gt=0, le=86_400)
+    # Also accept v1 webhook signatures, which do not sign the delivery id: only while migrating senders.
+    webhook_accept_legacy_signatures: bool = False
     # A test double instead of [model], for load tests and multi-worker tests: "echo:MS" answers
     # with the user's words after MS milliseconds.
     test_model: str | None = Field(None, pattern=r"^echo(:\d{1,6})?$")

@@ -242,7 +242,7 @@ def _until_finished(ws) -> list[dict]:
 
 def _deliver(env: Env, body: dict, delivery: str, *, secret: str | None = None) -> httpx.Response:
     raw = json.dumps(body).encode()
-    headers = {SIGNATURE_HEADER: sign(secret or env.webhook_secret, raw, int(time.time())),
+    headers = {SIGNATURE_HEADER: sign(secret or env.webhook_secret, raw, int(time.time()), delivery_id=delivery),
                DELIVERY_HEADER: delivery, "Content-Type": "application/json"}
     return httpx.post(f"{env.server.url}/v1/webhooks/acme", content=raw, headers=headers, timeout=30)
 
@@ -267,7 +267,23 @@ def test_a_bad_webhook_signature_is_401_and_runs_nothing(env: Env) -> None:
     raw = json.dumps(body).encode()
     unsigned = httpx.post(f"{env.server.url}/v1/webhooks/acme", content=raw, headers={DELIVERY_HEADER: "d-3"})
     assert _error(unsigned, 401)["code"] == "bad_signature"
-    assert len(env.model.requests) == calls
+    # The delivery id is signed: the same signature under another id is refused.
+    signed = _deliver(env, body, "delivery-2")
+    assert signed.status_code == 200, signed.text
+    replayed = {SIGNATURE_HEADER: signed.request.headers[SIGNATURE_HEADER], DELIVERY_HEADER: "delivery-2b"}
+    again = httpx.post(f"{env.server.url}/v1/webhooks/acme", content=raw, headers=replayed)
+    assert _error(again, 401)["code"] == "bad_signature"
+    assert len(env.model.requests) == calls + 1
+
+
+def test_a_webhook_needs_a_valid_delivery_id(env: Env) -> None:
+    body = {"session_id": "wh-3", "user_id": "frank", "text": "hi"}
+    raw = json.dumps(body).encode()
+    signature = sign(env.webhook_secret, raw, int(time.time()), delivery_id="d-ok")
+    for headers in ({SIGNATURE_HEADER: signature}, {SIGNATURE_HEADER: signature, DELIVERY_HEADER: "x" * 201},
+                    {SIGNATURE_HEADER: signature, DELIVERY_HEADER: "two words"}):
+        response = httpx.post(f"{env.server.url}/v1/webhooks/acme", content=raw, headers=headers)
+        assert _error(response, 422)["code"] == "invalid_request"
 
 
 def test_a_tenant_over_its_rate_gets_429_and_others_do_not(env: Env) -> None:

@@ -24,13 +24,13 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from .._version import __version__
-from ..core.errors import ConciergeError, ValidationError
+from ..core.errors import ConciergeError, ConfigError, ValidationError
 from ..core.principal import Principal
 from ..runtime.events import TurnEvent
 from ..security.auth import Caller, Forbidden, Unauthenticated, issue_jwt, scopes_for, session_access
 from .errors import ApiError, error_body, install_error_handlers, status_of
 from .service import TurnService
-from .webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify
+from .webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, validate_delivery_id, verify
 
 UI = Path(__file__).parent / "ui"
 MAX_TEXT = 32_000
@@ -90,6 +90,10 @@ class ServeOptions:
     # When set, POST /v1/demo/login hands out tokens for this tenant (the web pages' sign-in).
     demo_tenant: str | None = None
     webhook_tolerance_s: int = 300
+    # A webhook claim older than this is a dead worker's: a redelivery takes it over. Longer than a turn.
+    webhook_lease_s: float = 300.0
+    # Also accept the v1 signature, which does not sign the delivery id (senders being migrated).
+    webhook_accept_legacy_signatures: bool = False
 
 
 def _token(authorization: str | None, api_key: str | None) -> str:
@@ -218,6 +222,11 @@ def create_app(service: TurnService, options: ServeOptions | None = None, *,
         with their ledger outcome, refusals, output checks, replies (from the audit index)."""
         return await service.audit_trail(who, session_id)
 
+    turn_limit_s = service.runtime.agent.limits.timeout_s
+    if options.webhook_lease_s <= turn_limit_s:  # a live worker's claim would be taken over: two turns
+        raise ConfigError(f"webhook_lease_s ({options.webhook_lease_s:g} s) must be longer than a turn "
+                          f"({turn_limit_s:g} s)", hint="raise [serve] webhook_lease_s")
+
     @app.post("/v1/webhooks/{tenant}", tags=["webhooks"])
     async def webhook(request: Request, tenant: Annotated[str, PathParam(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")],
                       signature: Annotated[str | None, Header(alias=SIGNATURE_HEADER)] = None,
@@ -226,18 +235,22 @@ def create_app(service: TurnService, options: ServeOptions | None = None, *,
         record = await service.tenants.get_tenant(tenant)
         if record is None:
             raise Unauthenticated("unknown webhook tenant or bad signature")
-        raw = await request.body()
-        verify([record.webhook_secret], signature, raw, now=time.time(), tolerance_s=options.webhook_tolerance_s)
         if not delivery:
             raise ValidationError(f"the {DELIVERY_HEADER} header is required", hint="a unique id per delivery")
+        validate_delivery_id(delivery)
+        raw = await request.body()
+        verify([record.webhook_secret], signature, raw, delivery_id=delivery, now=time.time(),
+               tolerance_s=options.webhook_tolerance_s, accept_legacy=options.webhook_accept_legacy_signatures)
         try:
             body = WebhookIn.model_validate_json(raw)
         except ValueError as exc:
             raise ValidationError(f"invalid webhook body: {str(exc).splitlines()[0]}") from None
-        claim = await service.deliveries.claim(tenant, delivery)
+        claim = await service.deliveries.claim(tenant, delivery, stale_after_s=options.webhook_lease_s)
         if not claim.first:
             if claim.status != "done":
-                raise ApiError(409, "in_progress", "this delivery is being processed", hint="retry later")
+                wait = claim.retry_after_s(options.webhook_lease_s)
+                raise ApiError(409, "in_progress", "this delivery is being processed", hint=f"retry in {wait} s",
+                               headers={"Retry-After": str(wait)})
             return {**(claim.result or {}), "duplicate": True}
         principal = Principal(body.user_id, tenant=tenant, role="customer", scopes=scopes_for("customer"))
         who = Caller(principal, "api_key")
@@ -246,7 +259,7 @@ def create_app(service: TurnService, options: ServeOptions | None = None, *,
             service_caller_check(who, info)
             result = await service.run(who, info, body.text)
         except BaseException:
-            await service.deliveries.release(tenant, delivery)
+            await service.deliveries.release(tenant, delivery, claimed_at=claim.claimed_at)
             raise
         await service.deliveries.complete(tenant, delivery, result)
         return {**result, "duplicate": False}

@@ -109,7 +109,9 @@ def build_app(settings: Settings, *, model: ChatModel | None = None) -> FastAPI:
         await client.aclose()
         engine.dispose()
 
-    options = ServeOptions(demo_tenant=serve.demo_tenant, webhook_tolerance_s=serve.webhook_tolerance_s)
+    options = ServeOptions(demo_tenant=serve.demo_tenant, webhook_tolerance_s=serve.webhook_tolerance_s,
+                           webhook_lease_s=serve.webhook_lease_s,
+                           webhook_accept_legacy_signatures=serve.webhook_accept_legacy_signatures)
     return create_app(service, options, startup=startup, shutdown=shutdown)
 
 

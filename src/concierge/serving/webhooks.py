@@ -1,17 +1,24 @@
 """Signed, idempotent inbound webhooks.
 
-Senders sign `f"{timestamp}." + body` with HMAC-SHA256 and send `t=<ts>,v1=<hex>` in
-`Concierge-Signature`; the timestamp bounds replays, and several `v1` entries and secrets let a
-secret rotate without a gap. Senders retry, so `DeliveryLog` makes each `Concierge-Delivery`
-id run once per tenant: the first claim wins, later ones see its status or stored result.
+Senders sign `f"{timestamp}.{delivery_id}." + body` with HMAC-SHA256 and send
+`t=<ts>,v2=<hex>` in `Concierge-Signature`. The timestamp bounds replays; the delivery id is
+signed so a captured body cannot be replayed under fresh ids (each would run again); several
+`v2` entries and secrets let a secret rotate without a gap. The older `v1` scheme (no delivery
+id) is accepted only when the receiver opts in, for senders being migrated.
+
+Senders retry, so `DeliveryLog` makes each `Concierge-Delivery` id run once per tenant: the
+first claim wins, later ones see its status or stored result; a claim whose worker died is
+taken over once its lease has passed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,8 +43,16 @@ from ..security.tenants import validate_tenant_name
 
 SIGNATURE_HEADER = "Concierge-Signature"
 DELIVERY_HEADER = "Concierge-Delivery"
+SCHEME = "v2"  # HMAC of "t.delivery_id." + body
+LEGACY_SCHEME = "v1"  # HMAC of "t." + body: the delivery id is not covered
 _MAX_HEADER_CHARS = 4096
+_MAX_HEADER_ENTRIES = 16
+# Unix seconds until the year 33658; longer digit runs are refused before any arithmetic (a 400-digit
+# int compared with the float clock raises OverflowError).
+_MAX_TIMESTAMP_DIGITS = 12
 _MAX_DELIVERY_ID = 200
+_DELIVERY_ID = re.compile(rf"[!-~]{{1,{_MAX_DELIVERY_ID}}}")  # visible ASCII: the signed string is ASCII
+_IN_PROGRESS_RETRY_CAP_S = 30
 
 
 class WebhookSignatureError(AuthError):
@@ -51,55 +66,89 @@ class WebhookSignatureError(AuthError):
         self.reason = reason
 
 
-def _digest(secret: str, body: bytes, timestamp: int) -> str:
-    return hmac.new(secret.encode("utf-8"), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+def signed_bytes(timestamp: int, body: bytes, delivery_id: str | None) -> bytes:
+    """What the HMAC covers: `"<t>.<delivery id>." + body`, or `"<t>." + body` for the legacy scheme.
+
+    The timestamp is digits and the delivery id visible ASCII, both taken from the headers, so a
+    receiver rebuilds this string and never has to split it.
+    """
+    if delivery_id is None:
+        return f"{timestamp}.".encode() + body
+    return f"{timestamp}.{validate_delivery_id(delivery_id)}.".encode("ascii") + body
 
 
-def sign(secret: str, body: bytes, timestamp: int) -> str:
-    """The `Concierge-Signature` value for `body` sent at `timestamp` (Unix seconds)."""
-    return f"t={int(timestamp)},v1={_digest(secret, body, int(timestamp))}"
+def _digest(secret: str, body: bytes, timestamp: int, delivery_id: str | None) -> str:
+    return hmac.new(secret.encode("utf-8"), signed_bytes(timestamp, body, delivery_id), hashlib.sha256).hexdigest()
 
 
-def _parse(header: str) -> tuple[int, list[str]]:
-    if len(header) > _MAX_HEADER_CHARS:
+def sign(secret: str, body: bytes, timestamp: int, *, delivery_id: str) -> str:
+    """The `Concierge-Signature` value for `body` sent at `timestamp` (Unix seconds) as `delivery_id`."""
+    return f"t={int(timestamp)},{SCHEME}={_digest(secret, body, int(timestamp), delivery_id)}"
+
+
+def sign_legacy(secret: str, body: bytes, timestamp: int) -> str:
+    """The older `v1` signature, which leaves the delivery id out (accepted only when opted in)."""
+    return f"t={int(timestamp)},{LEGACY_SCHEME}={_digest(secret, body, int(timestamp), None)}"
+
+
+def _parse(header: str) -> tuple[int, dict[str, list[str]]]:
+    """The timestamp and the signatures by scheme; any shape but `t=<digits>,<scheme>=<hex>,...` is refused."""
+    if not isinstance(header, str) or len(header) > _MAX_HEADER_CHARS:
+        raise WebhookSignatureError("malformed header")
+    parts = header.split(",")
+    if len(parts) > _MAX_HEADER_ENTRIES:
         raise WebhookSignatureError("malformed header")
     timestamp: int | None = None
-    signatures: list[str] = []
-    for part in header.split(","):
+    signatures: dict[str, list[str]] = {SCHEME: [], LEGACY_SCHEME: []}
+    for part in parts:
         key, sep, value = part.strip().partition("=")
         if not sep:
             raise WebhookSignatureError("malformed header")
         if key == "t":
-            if timestamp is not None or not value.isascii() or not value.isdigit():
+            if (timestamp is not None or not value.isascii() or not value.isdigit()
+                    or len(value) > _MAX_TIMESTAMP_DIGITS):
                 raise WebhookSignatureError("malformed header")
             timestamp = int(value)
-        elif key == "v1":
-            signatures.append(value)
-        # Other schemes (v0, v2...) are ignored, so a sender can add a new one before we know it.
-    if timestamp is None or not signatures:
+        elif key in signatures:
+            signatures[key].append(value)
+        # Other schemes (v0, v3...) are ignored, so a sender can add a new one before we know it.
+    if timestamp is None or not any(signatures.values()):
         raise WebhookSignatureError("malformed header")
     return timestamp, signatures
 
 
-def verify(secrets: Sequence[str], header: str | None, body: bytes, *, now: float, tolerance_s: int = 300) -> int:
-    """The signed timestamp if any `v1` matches any secret; raises `WebhookSignatureError` otherwise.
+def verify(secrets: Sequence[str], header: str | None, body: bytes, *, delivery_id: str | None, now: float,
+           tolerance_s: int = 300, accept_legacy: bool = False) -> int:
+    """The signed timestamp if a signature matches a secret; raises `WebhookSignatureError` otherwise.
 
-    The tolerance applies both ways: an old timestamp is a replay, a future one a clock that
-    would let a captured request be replayed later.
+    `v2` entries are checked against `delivery_id`; `v1` entries (no delivery id) only with
+    `accept_legacy`. The tolerance applies both ways: an old timestamp is a replay, a future one
+    a clock that would let a captured request be replayed later.
     """
     if isinstance(secrets, str) or not secrets or not all(isinstance(s, str) and s for s in secrets):
         raise ConfigError("no webhook secret configured", hint="pass a non-empty list of secrets")
     if not header:
         raise WebhookSignatureError("missing header")
     timestamp, signatures = _parse(header)
-    if abs(now - timestamp) > tolerance_s:
+    if not math.isfinite(now) or abs(now - timestamp) > tolerance_s:
         raise WebhookSignatureError("timestamp outside tolerance")
+    checks: list[tuple[str | None, list[str]]] = []  # (the delivery id signed, or None for v1; candidates)
+    if signatures[SCHEME] and delivery_id is not None:
+        checks.append((validate_delivery_id(delivery_id), signatures[SCHEME]))
+    if signatures[LEGACY_SCHEME] and accept_legacy:
+        checks.append((None, signatures[LEGACY_SCHEME]))
+    if not checks:
+        if signatures[SCHEME]:
+            raise WebhookSignatureError(f"{SCHEME} signs the {DELIVERY_HEADER} header, which is missing")
+        raise WebhookSignatureError(f"{LEGACY_SCHEME} does not sign the delivery id and is not accepted; "
+                                    f"send {SCHEME}")
     matched = False
     for secret in secrets:
-        expected = _digest(secret, body, timestamp).encode("ascii")
-        for candidate in signatures:
-            # Compare every pair, so timing says nothing about which secret or entry matched.
-            matched |= hmac.compare_digest(expected, candidate.encode("utf-8", "replace"))
+        for signed_id, candidates in checks:
+            expected = _digest(secret, body, timestamp, signed_id).encode("ascii")
+            for candidate in candidates:
+                # Compare every pair, so timing says nothing about which secret or entry matched.
+                matched |= hmac.compare_digest(expected, candidate.encode("utf-8", "replace"))
     if not matched:
         raise WebhookSignatureError("no matching signature")
     return timestamp
@@ -128,13 +177,27 @@ class Claim:
     first: bool
     status: str
     result: dict[str, Any] | None = None
+    # When the current claim was made: its lease runs from there, and it fences `release`.
+    claimed_at: datetime | None = field(default=None, compare=False)
+
+    def retry_after_s(self, lease_s: float, now: datetime | None = None) -> int:
+        """Whole seconds a sender should wait before redelivering a delivery still in progress.
+
+        Until the lease ends a live worker may still finish (a retry then gets its result), so the
+        wait is the lease left, capped, and at least a second.
+        """
+        if self.claimed_at is None:
+            return 1
+        left = lease_s - ((now or datetime.now(UTC)) - self.claimed_at).total_seconds()
+        return max(1, math.ceil(min(left, _IN_PROGRESS_RETRY_CAP_S)))
 
 
 def validate_delivery_id(delivery_id: str) -> str:
-    if (not isinstance(delivery_id, str) or not 1 <= len(delivery_id) <= _MAX_DELIVERY_ID
-            or not delivery_id.isprintable()):
+    """1-200 visible ASCII characters (no spaces): the id is part of the signed string."""
+    if not isinstance(delivery_id, str) or not _DELIVERY_ID.fullmatch(delivery_id):
         raise ValidationError(f"invalid delivery id {delivery_id!r}"[:260],
-                              hint=f"send 1-{_MAX_DELIVERY_ID} printable characters in {DELIVERY_HEADER}")
+                              hint=f"send 1-{_MAX_DELIVERY_ID} visible ASCII characters (no spaces) "
+                                   f"in {DELIVERY_HEADER}")
     return delivery_id
 
 
@@ -152,8 +215,9 @@ class DeliveryLog(SqlBacked):
     async def claim(self, tenant: str, delivery_id: str, *, stale_after_s: float | None = None) -> Claim:
         """Claim a delivery: an INSERT, so of racing workers exactly one gets `first=True`.
 
-        With `stale_after_s`, a 'processing' claim older than that (its worker died) is taken
-        over by a conditional UPDATE, which again only one worker can win.
+        With `stale_after_s` (the lease), a 'processing' claim older than that (its worker died)
+        is taken over by an UPDATE conditioned on the claim time that was read: of workers racing
+        for the same stale claim, only the first UPDATE matches a row.
         """
         where = self._where(tenant, delivery_id)
         await self._ensure_schema()
@@ -163,7 +227,7 @@ class DeliveryLog(SqlBacked):
                 async with self.engine.begin() as conn:
                     await conn.execute(insert(deliveries_table).values(
                         tenant=tenant, delivery_id=delivery_id, received_at=now, status="processing", result=None))
-                return Claim(first=True, status="processing")
+                return Claim(first=True, status="processing", claimed_at=now)
             except IntegrityError:
                 pass
             async with self.engine.connect() as conn:
@@ -179,9 +243,9 @@ class DeliveryLog(SqlBacked):
                                deliveries_table.c.received_at == row.received_at)
                         .values(received_at=now))
                 if taken.rowcount == 1:
-                    return Claim(first=True, status="processing")
+                    return Claim(first=True, status="processing", claimed_at=now)
                 continue
-            return Claim(first=False, status=row.status, result=row.result)
+            return Claim(first=False, status=row.status, result=row.result, claimed_at=row.received_at)
         raise ValidationError(f"delivery {delivery_id!r} keeps changing hands", hint="retry the delivery later")
 
     async def complete(self, tenant: str, delivery_id: str, result: dict[str, Any]) -> None:
@@ -195,9 +259,15 @@ class DeliveryLog(SqlBacked):
         if done.rowcount != 1:
             raise ValidationError(f"delivery {delivery_id!r} was never claimed", hint="call claim() first")
 
-    async def release(self, tenant: str, delivery_id: str) -> None:
-        """Drop an unfinished claim after a failure, so the sender's retry can run it; done stays done."""
+    async def release(self, tenant: str, delivery_id: str, *, claimed_at: datetime | None = None) -> None:
+        """Drop an unfinished claim after a failure, so the sender's retry can run it; done stays done.
+
+        With `claimed_at` (the caller's `Claim.claimed_at`) only that claim is dropped: a worker
+        whose claim was taken over after its lease does not drop the new owner's.
+        """
         where = self._where(tenant, delivery_id)
+        mine = () if claimed_at is None else (deliveries_table.c.received_at == claimed_at,)
         await self._ensure_schema()
         async with self.engine.begin() as conn:
-            await conn.execute(delete(deliveries_table).where(*where, deliveries_table.c.status == "processing"))
+            await conn.execute(delete(deliveries_table).where(*where, deliveries_table.c.status == "processing",
+                                                              *mine))
