@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -31,7 +32,8 @@ def serve(
     workers: Annotated[int | None, typer.Option(min=1, max=64, help="Worker processes.")] = None,
     redis: Annotated[str | None, typer.Option("--redis", help="redis:// URL shared by workers.")] = None,
     test_model: Annotated[str | None, typer.Option(help="A test double instead of the model: echo:MS.")] = None,
-    demo: Annotated[bool | None, typer.Option(help="Let the web pages sign in demo users.")] = None,
+    demo: Annotated[bool | None, typer.Option(help="Sign chat visitors in as fresh demo customers.")] = None,
+    demo_public: Annotated[bool, typer.Option("--demo-public", help="Demo sign-in beyond loopback.")] = False,
 ) -> None:
     """Serve the retail agent over HTTP and WebSocket, with the chat page and the operator console."""
     import uvicorn
@@ -45,10 +47,18 @@ def serve(
             os.environ[f"CONCIERGE_SERVE__{name}"] = str(value)
     if demo is False:
         os.environ["CONCIERGE_SERVE__DEMO_TENANT"] = ""
+    if demo_public:
+        os.environ["CONCIERGE_SERVE__DEMO_PUBLIC"] = "true"
+    # The console's one-time sign-in token: fresh at every start, the same in every worker.
+    os.environ["CONCIERGE_SERVE__CONSOLE_TOKEN"] = secrets.token_urlsafe(32)
     if config is not None:
         os.environ["CONCIERGE_CONFIG_FILE"] = str(config)
     try:
         settings = load_settings(config)
+        if demo and not settings.serve.demo_tenant:  # --demo over a file that turned it off
+            os.environ["CONCIERGE_SERVE__DEMO_TENANT"] = "demo"
+            settings = load_settings(config)
+        settings.serve.check_demo_exposure()
         if settings.serve.workers > 1 and not settings.serve.redis_url:
             raise ConfigError("several workers need a shared Redis for session locks and rate limits",
                               hint="pass --redis redis://127.0.0.1:6379/0, or run one worker")
@@ -81,10 +91,15 @@ def _announce(settings: Settings) -> None:
     base = f"http://{serve.host}:{serve.port}"
     model = serve.test_model or settings.model.provider
     console.print(f"[bold]concierge[/] serving the retail agent ({model}) on {base} with {serve.workers} worker(s)")
-    console.print(f"  chat      {base}/chat\n  console   {base}/console\n  API docs  {base}/docs")
+    console_url = f"{base}/console"
+    if serve.demo_tenant and serve.console_token:
+        console_url += f"?token={serve.console_token.get_secret_value()}"  # one use, like Jupyter's
+    console.print(f"  chat      {base}/chat\n  console   {console_url}\n  API docs  {base}/docs",
+                  soft_wrap=True)
     if serve.demo_tenant:
         console.print(f"  [yellow]demo sign-in is on for tenant {serve.demo_tenant!r}: anyone who can reach this "
-                      "port can chat; use --no-demo outside a laptop[/]")
+                      "port can chat as a new customer; the console link signs in once; use --no-demo "
+                      "outside a laptop[/]")
 
 
 @tenants_app.command("create")

@@ -7,6 +7,7 @@ This is the only place that reads the environment. Environment variables win ove
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -61,14 +62,31 @@ class TracingConfig(_Section):
     service_name: str = "concierge"
 
 
+def is_loopback(host: str) -> bool:
+    """True for 'localhost' and loopback addresses (127.0.0.0/8, ::1); 0.0.0.0 listens everywhere."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 class ServeConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64)
     # Rate limits and session locks shared by workers; without it both are per process.
     redis_url: str | None = None
-    # A tenant whose users the web pages can sign in as (POST /v1/demo/login); off when empty.
+    # The tenant whose visitors the chat page signs in as fresh demo customers (POST /v1/demo/login,
+    # see docs/security.md); off when empty ("" or `--no-demo`).
     demo_tenant: str | None = "demo"
+    # Demo sign-in on a host other than loopback lets anyone who reaches the port chat: only when asked.
+    demo_public: bool = False
+    # The one-time token that signs the operator console in while demo sign-in is on. `concierge
+    # serve` sets a fresh one at every start (through the environment, so all workers share it).
+    console_token: SecretStr | None = None
     drain_timeout_s: float = Field(30.0, gt=0)
     webhook_tolerance_s: int = Field(300, ge=1, le=3600)
     # A webhook delivery claimed this long ago and not finished is a dead worker's: a redelivery
@@ -79,6 +97,19 @@ class ServeConfig(_Section):
     # A test double instead of [model], for load tests and multi-worker tests: "echo:MS" answers
     # with the user's words after MS milliseconds.
     test_model: str | None = Field(None, pattern=r"^echo(:\d{1,6})?$")
+
+    @pydantic.field_validator("demo_tenant", "console_token", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: object) -> object:
+        """`--no-demo` sets CONCIERGE_SERVE__DEMO_TENANT to "": that means off, not a tenant named ''."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    def check_demo_exposure(self) -> None:
+        """Demo sign-in hands out tokens to anyone who asks, so only on loopback unless `demo_public`."""
+        if self.demo_tenant and not self.demo_public and not is_loopback(self.host):
+            raise ConfigError(f"demo sign-in is on and host {self.host!r} is not a loopback address",
+                              hint="pass --no-demo, or --demo-public (serve.demo_public = true) to let anyone "
+                                   "who can reach this port sign in")
 
 
 class EventsConfig(_Section):

@@ -159,6 +159,7 @@ def test_an_end_user_cannot_use_another_users_session(env: Env) -> None:
         assert _error(bob.post("/v1/sessions", json={"session_id": "b-2", "user_id": "alice"}), 403)
     with env.client(env.keys["acme-operator"]) as operator:  # operators read every session of their tenant
         assert operator.get("/v1/sessions/alice-1").json()["user_id"] == "alice"
+        assert _error(operator.post("/v1/sessions/alice-1/messages", json={"text": "hi"}), 403)  # ...and write none
 
 
 def test_expired_or_wrongly_signed_tokens_are_401(env: Env) -> None:
@@ -324,9 +325,10 @@ def test_health_readiness_openapi_and_demo_login(env: Env) -> None:
     assert httpx.get(f"{env.server.url}/readyz").json()["status"] == "ready"
     spec = httpx.get(f"{env.server.url}/openapi.json").json()
     assert {"/v1/sessions", "/v1/sessions/{session_id}/messages", "/v1/webhooks/{tenant}"} <= set(spec["paths"])
-    login = httpx.post(f"{env.server.url}/v1/demo/login", json={"user_id": "gina"}).json()
-    with env.client(login["token"]) as gina:
-        assert gina.get("/v1/me").json()["user_id"] == "gina"
+    login = httpx.post(f"{env.server.url}/v1/demo/login").json()  # a fresh demo customer, never a chosen one
+    with env.client(login["token"]) as visitor:
+        me = visitor.get("/v1/me").json()
+        assert me["user_id"] == login["user_id"] and me["user_id"].startswith("demo-") and me["role"] == "customer"
 
 
 def test_ending_a_conversation_remembers_the_customer_for_the_next_one(env: Env) -> None:

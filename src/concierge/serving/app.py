@@ -7,8 +7,10 @@ principal the tools are checked against comes from that authentication, never fr
 
 from __future__ import annotations
 
+import hmac
 import json
 import os
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -28,6 +30,7 @@ from ..core.errors import ConciergeError, ConfigError, ValidationError
 from ..core.principal import Principal
 from ..runtime.events import TurnEvent
 from ..security.auth import Caller, Forbidden, Unauthenticated, issue_jwt, scopes_for, session_access
+from ..security.onetime import OneTimeTokens
 from .errors import ApiError, error_body, install_error_handlers, status_of
 from .service import TurnService
 from .webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, validate_delivery_id, verify
@@ -35,6 +38,9 @@ from .webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, validate_delivery_id, v
 UI = Path(__file__).parent / "ui"
 MAX_TEXT = 32_000
 WS_BEARER = "concierge.bearer"
+DEMO_OFF = "demo sign-in is off"
+CONSOLE_USER = "console"
+CONSOLE_TTL_S = 12 * 3600  # a working day: the console token cannot be used again
 SessionId = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_.@-]{1,100}$", description="The session's id.")]
 
 
@@ -59,8 +65,11 @@ class WebhookIn(_Body):
 
 
 class DemoLoginIn(_Body):
-    user_id: str = Field("demo-customer", pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
-    role: str = Field("customer", pattern=r"^(customer|operator)$")
+    """Nothing to choose: demo sign-in always makes a fresh customer (unknown fields are a 422)."""
+
+
+class ConsoleLoginIn(_Body):
+    token: str = Field(min_length=1, max_length=200, description="The token in the printed console link")
 
 
 class ErrorDetail(BaseModel):
@@ -87,13 +96,21 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @dataclass(frozen=True, slots=True)
 class ServeOptions:
-    # When set, POST /v1/demo/login hands out tokens for this tenant (the web pages' sign-in).
+    # When set, POST /v1/demo/login signs visitors in as fresh customers of this tenant ("" is off).
     demo_tenant: str | None = None
     webhook_tolerance_s: int = 300
     # A webhook claim older than this is a dead worker's: a redelivery takes it over. Longer than a turn.
     webhook_lease_s: float = 300.0
     # Also accept the v1 signature, which does not sign the delivery id (senders being migrated).
     webhook_accept_legacy_signatures: bool = False
+    # While demo is on, POST /v1/demo/console-login trades this for an operator token, once.
+    console_token: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("demo_tenant", "console_token"):
+            value = getattr(self, name)
+            if isinstance(value, str) and not value.strip():
+                object.__setattr__(self, name, None)
 
 
 def _token(authorization: str | None, api_key: str | None) -> str:
@@ -264,14 +281,39 @@ def create_app(service: TurnService, options: ServeOptions | None = None, *,
         await service.deliveries.complete(tenant, delivery, result)
         return {**result, "duplicate": False}
 
-    @app.post("/v1/demo/login", tags=["demo"])
-    async def demo_login(body: DemoLoginIn) -> dict[str, Any]:
-        """A signed-in demo user (only when the server runs with a demo tenant)."""
+    once = OneTimeTokens.from_engine(service.tenants.engine)  # the tenants' database: shared by workers
+
+    def demo_tenant() -> str:
         if options.demo_tenant is None:
-            raise ApiError(404, "not_found", "demo sign-in is off", hint="start the server with --demo")
-        config = await service.tenants.jwt_config(options.demo_tenant)
-        token = issue_jwt(config, subject=body.user_id, role=body.role)
-        return {"token": token, "tenant": options.demo_tenant, "user_id": body.user_id, "role": body.role}
+            raise ApiError(404, "not_found", DEMO_OFF, hint="start the server with --demo")
+        return options.demo_tenant
+
+    @app.post("/v1/demo/login", tags=["demo"])
+    async def demo_login(body: DemoLoginIn | None = None) -> dict[str, Any]:
+        """A fresh demo customer (a new random user id each time) of the demo tenant; 404 when demo is off.
+
+        Nothing can be chosen: no user id (that would sign in as someone else) and no role.
+        """
+        tenant = demo_tenant()
+        user_id = f"demo-{secrets.token_hex(8)}"
+        token = issue_jwt(await service.tenants.jwt_config(tenant), subject=user_id, role="customer")
+        return {"token": token, "tenant": tenant, "user_id": user_id, "role": "customer"}
+
+    @app.post("/v1/demo/console-login", tags=["demo"])
+    async def console_login(body: ConsoleLoginIn) -> dict[str, Any]:
+        """An operator token for the console, in exchange for the token `concierge serve` printed (once)."""
+        tenant = demo_tenant()
+        if options.console_token is None:
+            raise ApiError(404, "not_found", "console sign-in is off on this server",
+                           hint="sign in with an operator key (concierge tenants key TENANT --role operator)")
+        if not hmac.compare_digest(body.token.encode("utf-8"), options.console_token.encode("utf-8")):
+            raise Unauthenticated("invalid console token", hint="use the console link `concierge serve` printed")
+        if not await once.redeem(body.token, "console"):
+            raise Unauthenticated("this console token was already used",
+                                  hint="restart `concierge serve` for a new link, or use an operator API key")
+        token = issue_jwt(await service.tenants.jwt_config(tenant), subject=CONSOLE_USER, role="operator",
+                          ttl_s=CONSOLE_TTL_S)
+        return {"token": token, "tenant": tenant, "user_id": CONSOLE_USER, "role": "operator"}
 
     @app.websocket("/v1/sessions/{session_id}/stream")
     async def stream(websocket: WebSocket, session_id: str, token: str = "") -> None:

@@ -63,6 +63,7 @@ def build_app(settings: Settings, *, model: ChatModel | None = None) -> FastAPI:
         raise ConfigError("the server keeps tenants and sessions in a database, not in memory",
                           hint="set [sessions] url to a SQLite file or a PostgreSQL URL")
     serve = settings.serve
+    serve.check_demo_exposure()
     if model is None:
         model = test_model(serve.test_model) if serve.test_model else build_model(settings)
     engine = open_demo_store(STORES)
@@ -109,8 +110,9 @@ def build_app(settings: Settings, *, model: ChatModel | None = None) -> FastAPI:
         await client.aclose()
         engine.dispose()
 
+    console_token = serve.console_token.get_secret_value() if serve.console_token else None
     options = ServeOptions(demo_tenant=serve.demo_tenant, webhook_tolerance_s=serve.webhook_tolerance_s,
-                           webhook_lease_s=serve.webhook_lease_s,
+                           console_token=console_token, webhook_lease_s=serve.webhook_lease_s,
                            webhook_accept_legacy_signatures=serve.webhook_accept_legacy_signatures)
     return create_app(service, options, startup=startup, shutdown=shutdown)
 

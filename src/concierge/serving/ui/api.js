@@ -39,7 +39,9 @@ const Api = {
   get(path) { return this.request("GET", path); },
   post(path, body) { return this.request("POST", path, body === undefined ? {} : body); },
 
-  demoLogin(userId, role) { return this.post("/v1/demo/login", { user_id: userId, role }); },
+  /* Demo mode: a fresh customer for the chat; the console trades its one-time token for an operator's. */
+  demoLogin() { return this.post("/v1/demo/login"); },
+  consoleLogin(token) { return this.post("/v1/demo/console-login", { token }); },
   me() { return this.get("/v1/me"); },
 
   wsUrl(sessionId) {

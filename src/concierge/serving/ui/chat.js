@@ -48,11 +48,9 @@ function signinError(error) {
 $("signin-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const button = $("login-button");
-  const userId = $("login-user").value.trim();
-  if (!userId) return signinError({ message: "enter a user id" });
   button.disabled = true;
   try {
-    const login = await Api.demoLogin(userId, "customer");
+    const login = await Api.demoLogin();  // a fresh customer: the server picks the id
     await signIn(login.token);
   } catch (error) {
     if (error.status === 404) {
@@ -430,5 +428,5 @@ function scrollDown() {
   if (saved) {
     try { await signIn(saved); return; } catch (error) { Auth.clear(PAGE); Api.token = null; }
   }
-  $("login-user").focus();
+  $("login-button").focus();
 })();

@@ -43,18 +43,37 @@ function signOut() {
 
 function signinError(error) { $("signin-notice").replaceChildren(errorNotice(error)); }
 
-$("signin-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const userId = $("login-user").value.trim();
-  if (!userId) return signinError({ message: "enter an operator id" });
-  $("login-button").disabled = true;
+/* Demo mode: `concierge serve` prints /console?token=…; that one-time token is traded for an
+   operator token once (a second try gets 401), so it leaves the address bar before anything else. */
+function takeUrlToken() {
+  const params = new URLSearchParams(location.search);
+  const token = params.get("token");
+  if (token) {
+    params.delete("token");
+    const query = params.toString();
+    history.replaceState(null, "", location.pathname + (query ? `?${query}` : "") + location.hash);
+  }
+  return token;
+}
+
+async function consoleSignIn(consoleToken) {
   try {
-    const login = await Api.demoLogin(userId, "operator");
+    const login = await Api.consoleLogin(consoleToken);
     await signIn(login.token);
   } catch (error) {
+    Api.token = null;
     if (error.status === 404) signinError({ message: "Demo sign-in is off on this server.", hint: "Paste an operator API key below." });
     else signinError(error);
-  } finally {
+    throw error;
+  }
+}
+
+$("signin-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const consoleToken = $("console-token").value.trim();
+  if (!consoleToken) return signinError({ message: "paste the console token first", hint: "or open the console link that concierge serve printed" });
+  $("login-button").disabled = true;
+  try { await consoleSignIn(consoleToken); } catch (error) { /* shown by consoleSignIn */ } finally {
     $("login-button").disabled = false;
   }
 });
@@ -319,9 +338,13 @@ function renderRefusals(refusals) {
 // --- start -------------------------------------------------------------------------------------
 
 (async () => {
+  const urlToken = takeUrlToken();
+  if (urlToken) {
+    try { await consoleSignIn(urlToken); return; } catch (error) { /* shown; the saved token may still work */ }
+  }
   const saved = Auth.load(PAGE);
   if (saved) {
-    try { await signIn(saved); return; } catch (error) { Auth.clear(PAGE); Api.token = null; }
+    try { await signIn(saved); $("signin-notice").replaceChildren(); return; } catch (error) { Auth.clear(PAGE); Api.token = null; }
   }
-  $("login-user").focus();
+  $("console-token").focus();
 })();
