@@ -1,7 +1,8 @@
 """Measures for the retail store's write tools: what each would refund, read from the store first.
 
 Each measure reads the order (and, where needed, the new items' prices and the customer's
-payment methods) over the store's HTTP API as the session's customer, and computes the money
+payment methods) over the store's HTTP API as the session's customer, in the session's tenant's
+store (the tools' `X-Tenant` header), and computes the money
 exactly as the store's operations will, in cents:
 
 - `cancel_pending_order`: every payment-history amount of the order is refunded;
@@ -26,6 +27,7 @@ import httpx
 from ...guardrails.caps import Exposure, Measure, MeasureError
 from ...tools.http import call_api
 from ...tools.tool import ToolContext
+from .tools import tenant_header
 
 Json = dict[str, Any]
 
@@ -43,7 +45,9 @@ class _Store:
         return str(context.customer_id)
 
     async def get(self, path: str, context: ToolContext, *, acting: bool = True) -> Json:
-        headers = {"X-Acting-User": self.customer(context)} if acting else {}
+        headers = tenant_header(context)
+        if acting:
+            headers["X-Acting-User"] = self.customer(context)
         try:
             found = await call_api(self.client, "GET", path, None, headers=headers)
         except Exception as exc:

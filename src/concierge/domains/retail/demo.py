@@ -2,12 +2,15 @@
 
 `concierge demo` and `concierge chat` use this. The store is generated once per seed into
 `.concierge/stores/` (its own SQLite database, like a real store's system of record) and then
-reused, so a chat continued later still sees the orders it changed.
+reused, so a chat continued later still sees the orders it changed. `concierge serve` keeps a
+store per tenant instead (`tenant_stores`), and fills its demo tenant's with the same data.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,35 +59,51 @@ class DemoCustomer:
         ]
 
 
+def fill_demo_store(engine: Engine, seed: int = 0) -> None:
+    """Create the store's tables in `engine` and import the demo data generated from `seed`."""
+    create_schema(engine)
+    import_db(engine, generate_store(users=DEMO_USERS, orders=DEMO_ORDERS, seed=seed))
+
+
 def walkthrough_store(seed: int = 0) -> Engine:
     """An in-memory copy of the demo store as first generated, so the walkthrough changes nothing on disk."""
     engine = create_store_engine("sqlite://")
-    create_schema(engine)
-    import_db(engine, generate_store(users=DEMO_USERS, orders=DEMO_ORDERS, seed=seed))
+    fill_demo_store(engine, seed)
     return engine
 
 
-def open_demo_store(folder: Path, *, seed: int = 0) -> Engine:
-    """The demo store's database under `folder`, generated (deterministically per seed) on first use."""
-    if not isinstance(seed, int) or seed < 0:
-        raise ValidationError(f"seed must be a non-negative integer, got {seed!r}")
-    path = folder / f"retail-demo-{seed}.db"
+def open_store_file(path: Path, fill: Callable[[Engine], None]) -> Engine:
+    """The SQLite store at `path`; on first use `fill` builds it (tables and any data) in a side file.
+
+    A crash while filling never leaves a half store behind, and processes starting together
+    (server workers) each build their own copy and the first rename wins: `fill` must build the
+    same store every time.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         return create_store_engine(f"sqlite:///{path}")
-    # A crash while importing never leaves a half store behind, and processes starting together
-    # (server workers) each build their own copy and the first rename wins: the copies are identical.
-    partial = path.with_suffix(f".{os.getpid()}.partial")
+    partial = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.partial")
     partial.unlink(missing_ok=True)
     engine = create_store_engine(f"sqlite:///{partial}")
-    create_schema(engine)
-    import_db(engine, generate_store(users=DEMO_USERS, orders=DEMO_ORDERS, seed=seed))
+    try:
+        fill(engine)
+    except BaseException:
+        engine.dispose()
+        partial.unlink(missing_ok=True)
+        raise
     engine.dispose()
     if path.exists():
         partial.unlink()
     else:
         partial.replace(path)
     return create_store_engine(f"sqlite:///{path}")
+
+
+def open_demo_store(folder: Path, *, seed: int = 0) -> Engine:
+    """The demo store's database under `folder`, generated (deterministically per seed) on first use."""
+    if not isinstance(seed, int) or seed < 0:
+        raise ValidationError(f"seed must be a non-negative integer, got {seed!r}")
+    return open_store_file(folder / f"retail-demo-{seed}.db", lambda engine: fill_demo_store(engine, seed))
 
 
 def demo_customer(engine: Engine) -> DemoCustomer:
