@@ -94,6 +94,9 @@ class ServeConfig(_Section):
     webhook_lease_s: float = Field(300.0, gt=0, le=86_400)
     # Also accept v1 webhook signatures, which do not sign the delivery id: only while migrating senders.
     webhook_accept_legacy_signatures: bool = False
+    # Each tenant's retail store (its business data, never shared): a folder holding one SQLite store
+    # per tenant (<folder>/<tenant>/store.db), or a store URL with {tenant} in it (docs/retail.md).
+    stores: str = Field(".concierge/stores", min_length=1)
     # A test double instead of [model], for load tests and multi-worker tests: "echo:MS" answers
     # with the user's words after MS milliseconds.
     test_model: str | None = Field(None, pattern=r"^echo(:\d{1,6})?$")

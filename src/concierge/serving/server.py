@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
     from ..guardrails.audit import AuditIndex
 
 logger = logging.getLogger(__name__)
-STORES = Path(".concierge/stores")
 CONFIG_ENV = "CONCIERGE_CONFIG_FILE"
 
 
@@ -47,7 +47,7 @@ def build_app(settings: Settings, *, model: ChatModel | None = None) -> FastAPI:
     """The whole server for `settings`; `model` replaces the configured one (tests)."""
     from ..domains.retail.agent import make_retail_agent
     from ..domains.retail.caps import retail_measures
-    from ..domains.retail.demo import open_demo_store, store_client
+    from ..domains.retail.tenant_stores import TenantStores
     from ..factory import (
         build_event_producer,
         build_executor,
@@ -66,15 +66,16 @@ def build_app(settings: Settings, *, model: ChatModel | None = None) -> FastAPI:
     serve.check_demo_exposure()
     if model is None:
         model = test_model(serve.test_model) if serve.test_model else build_model(settings)
-    engine = open_demo_store(STORES)
-    client = store_client(engine)
+    # Each tenant's business data in a store of its own; the tools' calls go to their session's tenant's.
+    tenants = TenantDirectory(url)
+    stores = TenantStores(serve.stores, demo_tenant=serve.demo_tenant, known=_known_tenant(tenants))
+    client = stores.client()
     agent = make_retail_agent(model, client)
     producer = build_event_producer(settings)
     runtime = Runtime(agent, store=build_store(settings), executor=build_executor(settings, retail_measures(client)),
                       tracer=build_tracer(settings), locks=locks_from_url(serve.redis_url),  # type: ignore[arg-type]
                       events=producer, guardrails=build_guardrails(settings), memory=build_memory(settings),
                       memory_tokens=settings.memory.context_tokens)
-    tenants = TenantDirectory(url)
     service = TurnService(runtime, tenants, SessionDirectory(url), DeliveryLog(url),
                           limiter_from_url(serve.redis_url), drain_timeout_s=serve.drain_timeout_s)
     audit_index = attach_audit(service, producer, settings.events.audit_url)
@@ -88,6 +89,8 @@ def build_app(settings: Settings, *, model: ChatModel | None = None) -> FastAPI:
             except ValidationError:  # another worker created it first
                 if await tenants.get_tenant(serve.demo_tenant) is None:
                     raise
+        if serve.demo_tenant:  # built (generated on a first start) in a thread, before the first visitor
+            await stores.prepare(serve.demo_tenant)
 
     async def shutdown() -> None:
         if producer is not None:  # after the drain: every turn's events reach the bus
@@ -108,13 +111,22 @@ def build_app(settings: Settings, *, model: ChatModel | None = None) -> FastAPI:
         if audit_index is not None:
             await audit_index.close()
         await client.aclose()
-        engine.dispose()
+        stores.close()
 
     console_token = serve.console_token.get_secret_value() if serve.console_token else None
     options = ServeOptions(demo_tenant=serve.demo_tenant, webhook_tolerance_s=serve.webhook_tolerance_s,
                            console_token=console_token, webhook_lease_s=serve.webhook_lease_s,
                            webhook_accept_legacy_signatures=serve.webhook_accept_legacy_signatures)
     return create_app(service, options, startup=startup, shutdown=shutdown)
+
+
+def _known_tenant(directory: TenantDirectory) -> Callable[[str], Awaitable[bool]]:
+    """Whether a tenant exists: a store is built only for a tenant of the directory."""
+
+    async def known(tenant: str) -> bool:
+        return await directory.get_tenant(tenant) is not None
+
+    return known
 
 
 def app_from_env() -> FastAPI:
