@@ -15,6 +15,7 @@ from concierge.core.events import EventSink
 from concierge.events.bus import Record
 from concierge.events.producer import (
     EventProducer,
+    FlusherStoppedError,
     NullProducer,
     ProducerClosedError,
     SamplingPolicy,
@@ -29,10 +30,11 @@ SAFETY = [EventType.GUARDRAIL_TRIGGERED, EventType.ERROR]
 class FakeLog:
     """An in-memory EventLog: optionally slow (sleeps per record), optionally failing the first N appends."""
 
-    def __init__(self, *, per_record_s: float = 0.0, fail_times: int = 0) -> None:
+    def __init__(self, *, per_record_s: float = 0.0, fail_times: int = 0, refuse: bytes | None = None) -> None:
         self.partitions = 4
         self.per_record_s = per_record_s
         self.fail_times = fail_times
+        self.refuse = refuse  # a batch holding a record with these bytes is refused (a ValueError)
         self.calls = 0
         self.gate: asyncio.Event | None = None  # when set up, append blocks until it is set
         self.data: dict[int, list[bytes]] = {p: [] for p in range(self.partitions)}
@@ -46,6 +48,8 @@ class FakeLog:
         if self.fail_times > 0:
             self.fail_times -= 1
             raise ConnectionError("log unavailable")
+        if self.refuse is not None and any(self.refuse in data for _, data in records):
+            raise ValueError("this record cannot be stored")
         offsets = []
         for partition, data in records:
             self.data[partition].append(data)
@@ -245,3 +249,61 @@ def test_a_log_without_partitions_is_rejected() -> None:
 async def test_null_producer_accepts_and_discards() -> None:
     sink: EventSink = NullProducer()
     assert await sink.emit(event(EventType.ERROR)) is True
+
+
+async def test_a_record_the_log_refuses_is_dead_lettered_and_its_batch_mates_are_appended() -> None:
+    log = FakeLog(refuse=b"poison")
+    producer = EventProducer(log, batch_size=16, flush_interval_s=0.01, retry_backoff_s=0.01, max_backoff_s=0.02)
+    sent = [event(TELEMETRY[i % 6], seq=i) for i in range(16)]
+    bad = AgentEvent(type=EventType.TOOL_CALL_END, tenant="acme", conversation_id="c1", payload={"x": "poison"})
+    sent.insert(5, bad)
+    for ev in sent:
+        assert await producer.emit(ev)
+    await asyncio.wait_for(producer.flush(), 5)
+    stored = [ev for _, ev in log.events()]
+    assert {ev.event_id for ev in sent if ev is not bad} <= {ev.event_id for ev in stored}
+    assert bad.event_id not in {ev.event_id for ev in stored}
+    [stand_in] = [ev for ev in stored if ev.type == EventType.ERROR]
+    assert stand_in.payload["event_id"] == bad.event_id and "refused by the event log" in stand_in.payload["reason"]
+    stats = producer.stats()
+    assert stats.dead_lettered == {"tool_call_end": 1}
+    assert sum(stats.accepted.values()) == sum(stats.delivered.values()) + 1  # the stand-in counts as accepted
+    assert log.calls < 16, "the refused batch was split in halves, not sent record by record"
+    await producer.close()
+
+
+async def test_an_unserialisable_event_is_dead_lettered_and_the_flusher_keeps_going() -> None:
+    log = FakeLog()
+    producer = EventProducer(log, batch_size=10, flush_interval_s=0.01, dead_letter_capacity=2)
+    for i in range(3):
+        bad = AgentEvent(type=EventType.ERROR, tenant="acme", conversation_id="c1", payload={"text": "\ud800", "i": i})
+        assert await producer.emit(bad)
+        assert await producer.emit(event(EventType.MESSAGE_RECEIVED, seq=i))
+        await asyncio.wait_for(producer.flush(), 5)
+    assert producer.failure is None
+    assert [letter.event.payload["i"] for letter in producer.dead_letters()] == [1, 2]  # the most recent two
+    assert producer.stats().dead_lettered == {"error": 3}
+    assert len([ev for _, ev in log.events() if ev.type == EventType.MESSAGE_RECEIVED]) == 3
+    await producer.close()
+
+
+async def test_a_stopped_flusher_is_reported_and_safety_emits_fail_instead_of_waiting() -> None:
+    log = FakeLog()
+    log.gate = asyncio.Event()  # the first batch never completes
+    producer = EventProducer(log, capacity=10, batch_size=5, flush_interval_s=0.01)
+    for i in range(10):
+        await producer.emit(event(EventType.ERROR, seq=i))
+    waiting = asyncio.create_task(producer.emit(event(EventType.ERROR)))  # no room: it waits
+    await asyncio.sleep(0.05)
+    assert producer.failure is None and not waiting.done()
+    task = producer._task  # stands for a crash inside the flusher
+    assert task is not None
+    task.cancel()
+    with pytest.raises(FlusherStoppedError):
+        await asyncio.wait_for(waiting, 5)
+    assert producer.failure == "the flusher was cancelled"
+    with pytest.raises(FlusherStoppedError):
+        await producer.emit(event(EventType.GUARDRAIL_TRIGGERED))
+    with pytest.raises(FlusherStoppedError, match="stopped with events undelivered"):
+        await asyncio.wait_for(producer.flush(), 5)
+    await asyncio.wait_for(producer.close(), 5)  # closing still finishes

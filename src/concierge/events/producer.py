@@ -10,6 +10,13 @@ complete. So the two kinds of event are treated differently when the buffer fill
 
 One background task drains the buffer in batches into `EventLog.append`. A batch stays in the buffer
 until the log has taken it, so a failing log keeps applying backpressure and nothing accepted is lost.
+
+One bad event never stops the flow: an event that cannot be serialised, or that the log refuses
+for its content (a `ValueError`, `TypeError` or `ValidationError`, as opposed to an unavailable log,
+which is retried), is dead-lettered: kept in `dead_letters()`, logged, counted in `stats()`, and
+replaced in the log by an `error` event naming it, while the rest of its batch is appended (a refused
+batch is split in halves until the refused record is found). Should the flusher stop anyway,
+`failure` says why, `flush()` raises `FlusherStoppedError` and safety emits fail instead of waiting.
 """
 
 from __future__ import annotations
@@ -19,20 +26,36 @@ import logging
 import math
 import random
 from collections import Counter, deque
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from itertools import islice
 from types import TracebackType
 from typing import Self
 
 from ..core.errors import ConciergeError, ValidationError
-from ..core.events import AgentEvent
+from ..core.events import AgentEvent, EventType
 from .bus import EventLog
 
 logger = logging.getLogger(__name__)
+DEAD_LETTER_ERROR = "event_dead_lettered"  # payload["error"] of the event that stands in for a lost one
 
 
 class ProducerClosedError(ConciergeError):
     """An event was emitted to a producer that has been closed."""
+
+
+class FlusherStoppedError(ConciergeError):
+    """The background flusher stopped unexpectedly: accepted events can no longer reach the log."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An accepted event the log could not take, kept for inspection instead of stopping the flusher."""
+
+    event: AgentEvent
+    reason: str
+    at: datetime
 
 
 class NullProducer:
@@ -75,13 +98,15 @@ class SamplingPolicy:
 
 @dataclass(frozen=True, slots=True)
 class ProducerStats:
-    """Counts per event type. After `flush()`: accepted == delivered; accepted + dropped == produced."""
+    """Counts per event type. After `flush()`: accepted == delivered + dead_lettered;
+    accepted + dropped == produced."""
 
     accepted: dict[str, int]
     dropped: dict[str, int]
     delivered: dict[str, int]
     waits: int  # times a safety emit had to wait for space
     buffered: int  # in memory, not yet appended (the batch being appended included)
+    dead_lettered: dict[str, int] = field(default_factory=dict)  # accepted, but refused or unserialisable
 
     @property
     def produced(self) -> dict[str, int]:
@@ -94,13 +119,15 @@ class EventProducer:
     def __init__(self, log: EventLog, *, capacity: int = 10_000, batch_size: int = 1_000,
                  flush_interval_s: float = 0.05, sampling: SamplingPolicy | None = None,
                  rng: random.Random | None = None, retry_backoff_s: float = 0.05,
-                 max_backoff_s: float = 2.0) -> None:
+                 max_backoff_s: float = 2.0, dead_letter_capacity: int = 1_000) -> None:
         if capacity < 2:
             raise ValidationError(f"capacity must be >= 2, got {capacity}")
         if batch_size < 1:
             raise ValidationError(f"batch_size must be >= 1, got {batch_size}")
         if not flush_interval_s > 0:
             raise ValidationError(f"flush_interval_s must be > 0, got {flush_interval_s}")
+        if dead_letter_capacity < 1:
+            raise ValidationError(f"dead_letter_capacity must be >= 1, got {dead_letter_capacity}")
         if not 0 < retry_backoff_s <= max_backoff_s:
             raise ValidationError("need 0 < retry_backoff_s <= max_backoff_s",
                                   hint=f"got {retry_backoff_s} and {max_backoff_s}")
@@ -127,8 +154,11 @@ class EventProducer:
         self._accepted: Counter[str] = Counter()
         self._dropped: Counter[str] = Counter()
         self._delivered: Counter[str] = Counter()
+        self._dead_lettered: Counter[str] = Counter()
+        self._dead: deque[DeadLetter] = deque(maxlen=dead_letter_capacity)  # the most recent ones
+        self._stand_ins: set[str] = set()  # ids of the error events that stand in for dead letters
         self._accepted_total = 0
-        self._delivered_total = 0
+        self._settled_total = 0  # accepted events delivered or dead-lettered
         self._waits = 0
         self._flushing = 0  # flush() calls in progress: skip the linger
         self._closed = False
@@ -157,17 +187,17 @@ class EventProducer:
     async def flush(self) -> None:
         """Wait until every event accepted so far has been appended to the log."""
         target = self._accepted_total
-        if self._delivered_total >= target:
+        if self._settled_total >= target:
             return
         task, ready, progress = self._ensure_started()
         self._flushing += 1
         ready.set()
         try:
-            while self._delivered_total < target:
+            while self._settled_total < target:
                 if task.done():
                     error = None if task.cancelled() else task.exception()
-                    raise ConciergeError("the event producer's flusher stopped with events undelivered",
-                                         hint="see the log for its error") from error
+                    raise FlusherStoppedError("the event producer's flusher stopped with events undelivered",
+                                              hint="see the log for its error; restart the process") from error
                 progress.clear()
                 await progress.wait()
         finally:
@@ -176,10 +206,14 @@ class EventProducer:
     async def close(self) -> None:
         """Refuse new events, deliver everything buffered (waiting safety events included), stop."""
         self._closed = True
-        while self._buf or self._waiting:
-            await self.flush()
-            if self._waiting and not self._buf:  # cannot happen; guard against a busy loop
-                await asyncio.sleep(0)
+        try:
+            while self._buf or self._waiting:
+                await self.flush()
+                if self._waiting and not self._buf:  # cannot happen; guard against a busy loop
+                    await asyncio.sleep(0)
+        except FlusherStoppedError:  # already logged when it stopped: closing must still finish
+            logger.error("event producer closed with %d events undelivered: %s", len(self._buf), self.failure)
+            return
         if self._task is not None and not self._task.done():
             self._stopping = True
             assert self._wake is not None and self._batch_ready is not None
@@ -190,6 +224,21 @@ class EventProducer:
     @property
     def log(self) -> EventLog:
         return self._log
+
+    @property
+    def failure(self) -> str | None:
+        """Why the flusher stopped while the producer is open (None while it runs, or after `close()`)."""
+        task = self._task
+        if task is None or not task.done() or self._stopping:  # close() stops it on purpose
+            return None
+        if task.cancelled():
+            return "the flusher was cancelled"
+        error = task.exception()
+        return f"the flusher stopped: {error!r}" if error is not None else "the flusher stopped"
+
+    def dead_letters(self) -> list[DeadLetter]:
+        """The most recent events that were accepted but could not be appended, oldest first."""
+        return list(self._dead)
 
     # -- emitting ----------------------------------------------------------------------------------
 
@@ -202,6 +251,9 @@ class EventProducer:
         self._ensure_started()
         kind = event.type.value
         if event.safety:
+            if self.failure is not None:  # nobody would ever free the space it waits for
+                raise FlusherStoppedError(f"cannot record a safety event: {self.failure}",
+                                          hint="see the log for the flusher's error; restart the process")
             if len(self._buf) < self._capacity and not self._waiting:
                 self._admit(event)
                 return True
@@ -222,7 +274,8 @@ class EventProducer:
 
     def stats(self) -> ProducerStats:
         return ProducerStats(accepted=dict(self._accepted), dropped=dict(self._dropped),
-                             delivered=dict(self._delivered), waits=self._waits, buffered=len(self._buf))
+                             delivered=dict(self._delivered), waits=self._waits, buffered=len(self._buf),
+                             dead_lettered=dict(self._dead_lettered))
 
     # -- internals ---------------------------------------------------------------------------------
 
@@ -239,7 +292,7 @@ class EventProducer:
         if self._task is None:
             self._wake, self._batch_ready, self._progress = asyncio.Event(), asyncio.Event(), asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._run(), name="event-producer-flusher")
-            self._task.add_done_callback(lambda _: self._progress.set() if self._progress else None)
+            self._task.add_done_callback(self._flusher_done)
         assert self._batch_ready is not None and self._progress is not None
         return self._task, self._batch_ready, self._progress
 
@@ -261,28 +314,92 @@ class EventProducer:
                     pass
             batch = list(islice(self._buf, self._batch_size))
             await self._deliver(batch)
-            for event in batch:
+            for _ in batch:
                 self._buf.popleft()
-                self._delivered[event.type.value] += 1
-            self._delivered_total += len(batch)
+            self._settled_total += len(batch)
             self._admit_waiting()
             self._progress.set()
 
+    def _flusher_done(self, task: asyncio.Task[None]) -> None:
+        """Wake flush() callers; if the flusher died, say so and fail the safety emits waiting on it."""
+        if self._progress is not None:
+            self._progress.set()
+        reason = self.failure
+        if reason is None:
+            return
+        error = None if task.cancelled() else task.exception()
+        logger.critical("event producer: %s; %d events are stuck in memory", reason, len(self._buf),
+                        exc_info=error)
+        while self._waiting:
+            _, future = self._waiting.popleft()
+            if not future.done():
+                future.set_exception(FlusherStoppedError(f"cannot record a safety event: {reason}"))
+
     async def _deliver(self, batch: list[AgentEvent]) -> None:
-        """Append `batch`, retrying with exponential backoff until the log takes it."""
-        records = [(event.partition(self._partitions), event.to_json()) for event in batch]
+        """Append `batch`; an event that cannot be serialised is dead-lettered, the others go on."""
+        events: list[AgentEvent] = []
+        records: list[tuple[int, bytes]] = []
+        for event in batch:
+            try:
+                records.append((event.partition(self._partitions), event.to_json()))
+            except Exception as error:  # noqa: BLE001 - whatever is wrong with it, it must not stop the rest
+                self._dead_letter(event, f"cannot be serialised: {_describe(error)}")
+                continue
+            events.append(event)
+        await self._append(events, records)
+
+    async def _append(self, events: Sequence[AgentEvent], records: list[tuple[int, bytes]]) -> None:
+        """Append, retrying an unavailable log with exponential backoff until it takes the records.
+
+        A log that refuses the records themselves would refuse them forever: the batch is split in
+        halves until the refused record is alone, and that one is dead-lettered.
+        """
+        if not records:
+            return
         delay = self._backoff
         attempt = 0
         while True:
             attempt += 1
             try:
                 await self._log.append(records)
+            except (ValueError, TypeError, ValidationError) as error:
+                if len(records) == 1:
+                    self._dead_letter(events[0], f"refused by the event log: {_describe(error)}")
+                    return
+                half = len(records) // 2
+                await self._append(events[:half], records[:half])
+                await self._append(events[half:], records[half:])
                 return
-            except Exception as error:  # noqa: BLE001 - any log failure is retried; the batch is kept
+            except Exception as error:  # noqa: BLE001 - any other log failure is retried; the batch is kept
                 logger.error("event log append of %d records failed (attempt %d), retrying in %.2fs: %r",
                              len(records), attempt, delay, error)
+            else:
+                for event in events:
+                    self._delivered[event.type.value] += 1
+                    self._stand_ins.discard(event.event_id)
+                return
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._max_backoff)
+
+    def _dead_letter(self, event: AgentEvent, reason: str) -> None:
+        """Keep `event` aside (bounded), log and count it, and queue an `error` event that names it."""
+        self._dead.append(DeadLetter(event, reason, datetime.now(UTC)))
+        self._dead_lettered[event.type.value] += 1
+        logger.error("event %s (%s, tenant %s, conversation %s) dead-lettered: %s",
+                     event.event_id, event.type.value, event.tenant, event.conversation_id, reason)
+        if event.event_id in self._stand_ins:
+            self._stand_ins.discard(event.event_id)
+            return  # a stand-in that failed too: no stand-in for the stand-in
+        try:
+            stand_in = AgentEvent(type=EventType.ERROR, tenant=event.tenant, conversation_id=event.conversation_id,
+                                  turn=event.turn, ts=event.ts, payload={
+                                      "error": DEAD_LETTER_ERROR, "event_id": event.event_id,
+                                      "event_type": event.type.value, "reason": reason[:300]})
+        except Exception:  # an event built without validation: the log line must do
+            logger.exception("no stand-in event for dead-lettered event %s", event.event_id)
+            return
+        self._stand_ins.add(stand_in.event_id)
+        self._admit(stand_in)  # takes the lost event's place in the buffer, so it may pass the capacity
 
     def _admit_waiting(self) -> None:
         """Hand freed space to waiting safety events first, oldest first."""
@@ -292,3 +409,8 @@ class EventProducer:
                 continue
             self._admit(event)
             future.set_result(True)
+
+
+def _describe(error: BaseException) -> str:
+    """The error in one line, ASCII only (so the reason itself always serialises)."""
+    return ascii(f"{type(error).__name__}: {error}")[1:-1][:300]
