@@ -136,7 +136,7 @@ async def test_supervisor_hands_off_and_the_specialist_uses_its_own_tool():
     assert value["specialist"] == "order" and value["status"] == "done" and value["attempts"] == 1
     assert value["reply"] == "W1 has shipped."
     assert value["tools"] == [{"name": "get_order", "status": "succeeded"}]
-    assert value["session_id"] == "s1.order"
+    assert value["session_id"] == "s1.:order"
     assert world.calls == ["get W1"]
     # The supervisor's model saw one handoff tool per specialist next to its own tool, each described.
     specs = {t.name: t.description for t in supervisor.requests[0].tools}
@@ -233,7 +233,7 @@ async def test_a_failing_specialist_is_retried_its_write_undone_and_the_supervis
     reason = result.escalation["reason"]
     assert "refund" in reason and "after 2 attempt(s)" in reason and "Undone: refund(" in reason
     assert result.escalation["tool"] == "handoff_to_refund"
-    child = await ledger.entries("s1.refund")
+    child = await ledger.entries("s1.:refund")
     assert {e.tool: e.status for e in child} == {"refund": "succeeded", "void_refund": "succeeded"}
 
 
@@ -313,7 +313,7 @@ async def test_handoffs_are_events_and_the_child_turn_emits_its_own():
     assert (payload["from"], payload["to"], payload["task"], payload["status"], payload["attempts"]) == (
         "supervisor", "order", "Status?", "done", 1)
     assert payload["context_keys"] == ["order_id"] and payload["dropped_keys"] == ["pin"]
-    assert any(e.conversation_id == "s1.order" and e.type == EventType.RESPONSE_SENT for e in sink.events)
+    assert any(e.conversation_id == "s1.:order" and e.type == EventType.RESPONSE_SENT for e in sink.events)
 
 
 async def test_a_failed_handoff_is_an_event_too():
@@ -332,11 +332,11 @@ async def test_without_an_executor_the_child_shares_the_one_running_the_handoff(
     supervisor = ScriptedModel([call("handoff_to_refund", task="Refund W1"), "Done."])
     runtime, ledger = build(world, supervisor, ScriptedModel([]), refund_model, shared=False)
     await runtime.turn("s1", "Refund W1", ALICE)
-    assert [e.tool for e in await ledger.entries("s1.refund")] == ["refund"]
+    assert [e.tool for e in await ledger.entries("s1.:refund")] == ["refund"]
 
 
 def test_record_to_dict_is_plain_json():
-    record = HandoffRecord("order", "done", "ok", 1, (("get_order", "succeeded"),), ("pin",), "s1.order")
+    record = HandoffRecord("order", "done", "ok", 1, (("get_order", "succeeded"),), ("pin",), "s1.:order")
     assert json.loads(json.dumps(record.to_dict()))["tools"] == [{"name": "get_order", "status": "succeeded"}]
 
 
@@ -384,9 +384,9 @@ def test_supervisor_definition_errors():
 
 def test_a_long_parent_session_id_still_gives_a_valid_child_session():
     spec = Specialist("order", "Orders.", _agent())
-    assert spec.session_id("s1") == "s1.order"
+    assert spec.session_id("s1") == "s1.:order"
     child = spec.session_id("s" * 128)
-    assert len(child) <= 128 and child.endswith(".order") and child == spec.session_id("s" * 128)
+    assert len(child) <= 128 and child.endswith(".:order") and child == spec.session_id("s" * 128)
 
 
 async def test_a_crashing_specialist_counts_as_a_failed_attempt():

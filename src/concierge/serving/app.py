@@ -32,6 +32,7 @@ from ..runtime.events import TurnEvent
 from ..security.auth import Caller, Forbidden, Unauthenticated, issue_jwt, scopes_for, session_access
 from ..security.onetime import OneTimeTokens
 from .errors import ApiError, error_body, install_error_handlers, status_of
+from .records import SESSION_ID_MAX, SESSION_ID_PATTERN
 from .service import TurnService
 from .webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, validate_delivery_id, verify
 
@@ -41,7 +42,8 @@ WS_BEARER = "concierge.bearer"
 DEMO_OFF = "demo sign-in is off"
 CONSOLE_USER = "console"
 CONSOLE_TTL_S = 12 * 3600  # a working day: the console token cannot be used again
-SessionId = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_.@-]{1,100}$", description="The session's id.")]
+SessionId = Annotated[str, PathParam(pattern=SESSION_ID_PATTERN, min_length=1, max_length=SESSION_ID_MAX,
+                                     description="The session's id (not only dots).")]
 
 
 class _Body(BaseModel):
@@ -53,13 +55,13 @@ class MessageIn(_Body):
 
 
 class SessionIn(_Body):
-    session_id: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,100}$")
+    session_id: str = Field(pattern=SESSION_ID_PATTERN, min_length=1, max_length=SESSION_ID_MAX)
     user_id: str | None = Field(None, min_length=1, max_length=255,
                                 description="The end user (service keys only); default: the caller.")
 
 
 class WebhookIn(_Body):
-    session_id: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,100}$")
+    session_id: str = Field(pattern=SESSION_ID_PATTERN, min_length=1, max_length=SESSION_ID_MAX)
     user_id: str = Field(min_length=1, max_length=255)
     text: str = Field(min_length=1, max_length=MAX_TEXT)
 

@@ -35,7 +35,12 @@ from ..core.errors import ValidationError
 from ..core.sqldb import SqlBacked, UTCDateTime
 from ..runtime.result import TurnResult, step_to_dict
 
-SESSION_ID = re.compile(r"^[A-Za-z0-9_.@-]{1,100}$")
+# A client's session id: 1-100 of these characters, not only dots ("." and ".." read as paths).
+# The runtime's own names use ':' (`tenant:id`, and a specialist's child session `tenant:id.:name`),
+# which this pattern forbids, so no client can open a session under those names.
+SESSION_ID_PATTERN = r"^[A-Za-z0-9_.@-]*[A-Za-z0-9_@-][A-Za-z0-9_.@-]*$"
+SESSION_ID_MAX = 100
+SESSION_ID = re.compile(SESSION_ID_PATTERN)
 
 metadata = MetaData()
 
@@ -73,9 +78,10 @@ turns_table = Table(
 
 
 def check_session_id(session_id: object) -> str:
-    if not isinstance(session_id, str) or not SESSION_ID.match(session_id):
+    if (not isinstance(session_id, str) or not 1 <= len(session_id) <= SESSION_ID_MAX
+            or not SESSION_ID.match(session_id)):
         raise ValidationError(f"invalid session id {str(session_id)[:120]!r}",
-                              hint="1-100 characters: letters, digits, '_', '.', '@' or '-'")
+                              hint="1-100 characters: letters, digits, '_', '.', '@' or '-', not only dots")
     return session_id
 
 

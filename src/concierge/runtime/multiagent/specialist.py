@@ -23,6 +23,11 @@ _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 _FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 HANDOFF_PREFIX = "handoff_to_"
 MAX_SESSION_ID = 128
+# Between the parent session and the specialist's name in a child session id: `<parent>.:<name>`.
+# It starts with "." so the audit trail and erasure still find children by the `<parent>.` prefix,
+# and holds ":", which client session ids cannot (serving names a session `tenant:id`, id without
+# ':'), so no client can open, read or write a specialist's session by naming it.
+CHILD_SEPARATOR = ".:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +89,12 @@ class Specialist:
         return kept, dropped
 
     def session_id(self, parent_session_id: str) -> str:
-        """The child's own session, stable per parent session so a later handoff continues it."""
-        child = f"{parent_session_id}.{self.name}"
+        """The child's own session (`<parent>.:<name>`), stable per parent session so a later handoff
+        continues it, and in a namespace client-chosen session ids cannot reach."""
+        child = f"{parent_session_id}{CHILD_SEPARATOR}{self.name}"
         if len(child) > MAX_SESSION_ID or not SESSION_ID_RE.match(child):
             digest = hashlib.sha256(parent_session_id.encode()).hexdigest()[:40]
-            child = f"{digest}.{self.name}"
+            child = f"{digest}{CHILD_SEPARATOR}{self.name}"
         return child
 
 
