@@ -72,12 +72,14 @@ def serve(
             app = build_app(settings)
             uvicorn.run(app, host=settings.serve.host, port=settings.serve.port, log_level="info",
                         log_config=uvicorn_log_config(),
-                        timeout_graceful_shutdown=int(settings.serve.drain_timeout_s))
+                        timeout_graceful_shutdown=int(settings.serve.drain_timeout_s),
+                        ws_max_size=settings.serve.max_frame_bytes)  # bigger frames: closed with 1009
         else:
             uvicorn.run("concierge.serving.server:app_from_env", factory=True, host=settings.serve.host,
                         port=settings.serve.port, workers=settings.serve.workers, log_level="info",
                         log_config=uvicorn_log_config(),
-                        timeout_graceful_shutdown=int(settings.serve.drain_timeout_s))
+                        timeout_graceful_shutdown=int(settings.serve.drain_timeout_s),
+                        ws_max_size=settings.serve.max_frame_bytes)  # bigger frames: closed with 1009
     except ConciergeError as exc:
         raise _fail(exc) from None
 

@@ -89,6 +89,10 @@ class ServeConfig(_Section):
     console_token: SecretStr | None = None
     drain_timeout_s: float = Field(30.0, gt=0)
     webhook_tolerance_s: int = Field(300, ge=1, le=3600)
+    # Request bodies over this many bytes get 413 before they are read; WebSocket frames over
+    # max_frame_bytes close the stream with 1009 (docs/serving.md, "Limits").
+    max_body_bytes: int = Field(256 * 1024, ge=1024, le=64 * 1024 * 1024)
+    max_frame_bytes: int = Field(256 * 1024, ge=1024, le=64 * 1024 * 1024)
     # A webhook delivery claimed this long ago and not finished is a dead worker's: a redelivery
     # runs it. Keep it longer than a turn's timeout (120 s by default), or a slow turn runs twice.
     webhook_lease_s: float = Field(300.0, gt=0, le=86_400)

@@ -17,23 +17,27 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
 
 from .._version import __version__
 from ..core.errors import ConciergeError, ConfigError, ValidationError
 from ..core.principal import Principal
+from ..events.producer import FlusherStoppedError
 from ..runtime.events import TurnEvent
 from ..security.auth import Caller, Forbidden, Unauthenticated, issue_jwt, scopes_for, session_access
 from ..security.onetime import OneTimeTokens
 from .errors import ApiError, error_body, install_error_handlers, status_of
+from .limits import DEFAULT_MAX_BODY_BYTES, RequestLimits
 from .records import SESSION_ID_MAX, SESSION_ID_PATTERN
 from .service import TurnService
+from .stream import FRAME_HINT, serve_frames
 from .webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, validate_delivery_id, verify
 
 UI = Path(__file__).parent / "ui"
@@ -50,8 +54,35 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _valid_unicode(text: str) -> str:
+    """JSON can spell an unpaired surrogate ("\\ud800"); such text is not Unicode and cannot be stored."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text contains an unpaired surrogate: it is not valid Unicode") from None
+    return text
+
+
 class MessageIn(_Body):
-    text: str = Field(min_length=1, max_length=MAX_TEXT, description="What the user says.")
+    text: Annotated[str, AfterValidator(_valid_unicode)] = Field(min_length=1, max_length=MAX_TEXT,
+                                                                 description="What the user says.")
+
+
+class StreamMessageIn(MessageIn):
+    """A message over the WebSocket: the REST body of POST .../messages, plus its type."""
+
+    type: Literal["message"]
+
+
+class StreamActionIn(_Body):
+    """A confirm or decline over the WebSocket: the REST route's action id, plus the type."""
+
+    type: Literal["confirm", "decline"]
+    action_id: str = Field(min_length=1, max_length=100)
+
+
+StreamFrame: TypeAdapter[StreamMessageIn | StreamActionIn] = TypeAdapter(
+    Annotated[StreamMessageIn | StreamActionIn, Field(discriminator="type")])
 
 
 class SessionIn(_Body):
@@ -105,6 +136,10 @@ class ServeOptions:
     webhook_lease_s: float = 300.0
     # Also accept the v1 signature, which does not sign the delivery id (senders being migrated).
     webhook_accept_legacy_signatures: bool = False
+    # Bodies over this are refused with 413 before they are read; WebSocket frames over the frame
+    # limit close the stream with 1009 (see limits.py and stream.py).
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_frame_bytes: int = DEFAULT_MAX_BODY_BYTES
     # While demo is on, POST /v1/demo/console-login trades this for an operator token, once.
     console_token: str | None = None
 
@@ -155,6 +190,7 @@ def create_app(service: TurnService, options: ServeOptions | None = None, *,
     app = FastAPI(title="concierge", version=__version__, lifespan=lifespan, responses=ERROR_RESPONSES,
                   description="Customer-service agents that act correctly: sessions, streaming, webhooks.")
     install_error_handlers(app)
+    app.add_middleware(RequestLimits, max_body_bytes=options.max_body_bytes)  # inside the worker header
     app.state.service = service
     worker = str(os.getpid())
 
@@ -171,9 +207,13 @@ def create_app(service: TurnService, options: ServeOptions | None = None, *,
 
     @app.get("/readyz", tags=["health"])
     async def readyz() -> Any:
-        """Readiness: not draining, and the database answers."""
+        """Readiness: not draining, the event pipeline runs, and the database answers."""
         if service.draining:
             return JSONResponse(error_body("draining", "this worker is shutting down"), status_code=503)
+        failure = getattr(service.runtime.events, "failure", None)  # an EventProducer's dead flusher
+        if isinstance(failure, str):
+            return JSONResponse(error_body("events_unavailable", f"event pipeline: {failure}",
+                                           hint="restart this worker (see its log)"), status_code=503)
         try:
             await service.tenants.list_tenants()
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
@@ -239,7 +279,11 @@ def create_app(service: TurnService, options: ServeOptions | None = None, *,
     async def audit(who: Auth, session_id: SessionId) -> dict[str, Any]:
         """Every decision of the session, turn by turn: input verdicts, retrievals, reasoning, tool calls
         with their ledger outcome, refusals, output checks, replies (from the audit index)."""
-        return await service.audit_trail(who, session_id)
+        try:
+            return await service.audit_trail(who, session_id)
+        except FlusherStoppedError as exc:  # the trail would miss every event since: say so, not 500
+            raise ApiError(503, "events_unavailable", f"the audit trail cannot be brought up to date: {exc.message}",
+                           hint="restart this worker (see its log)") from None
 
     turn_limit_s = service.runtime.agent.limits.timeout_s
     if options.webhook_lease_s <= turn_limit_s:  # a live worker's claim would be taken over: two turns
@@ -345,19 +389,12 @@ def create_app(service: TurnService, options: ServeOptions | None = None, *,
         async def forward(event: TurnEvent) -> None:
             await websocket.send_json(event.to_dict())
 
+        async def turn(raw: str) -> dict[str, Any]:
+            text, action_id = _ws_request(raw)
+            return await service.answer(who, session_id, text, action_id=action_id, observer=forward)
+
         try:
-            while True:
-                raw = await websocket.receive_text()
-                try:
-                    text, action_id = _ws_request(raw)
-                    result = await service.answer(who, session_id, text, action_id=action_id, observer=forward)
-                except ConciergeError as exc:
-                    status, code = status_of(exc)
-                    extra = {"retry_after_s": exc.retry_after_s} if hasattr(exc, "retry_after_s") else {}
-                    await websocket.send_json({"type": "error", "status": status,
-                                               **error_body(code, exc.message, exc.hint, **extra)})
-                    continue
-                await websocket.send_json({"type": "turn_finished", **result})
+            await serve_frames(websocket, options.max_frame_bytes, turn)
         except WebSocketDisconnect:
             return
 
@@ -386,20 +423,20 @@ def service_caller_check(who: Caller, info: Any) -> None:
 
 
 def _ws_request(raw: str) -> tuple[str, str | None]:
+    """(text, action_id) from a frame, parsed and validated as REST parses and validates its bodies."""
     try:
         data = json.loads(raw)
-    except json.JSONDecodeError:
-        raise ValidationError("WebSocket messages must be JSON", hint='{"type": "message", "text": "..."}') from None
-    kind = data.get("type") if isinstance(data, dict) else None
-    if kind == "message":
-        text = data.get("text")
-        if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT:
-            raise ValidationError(f"text must be 1 to {MAX_TEXT} characters")
-        return text, None
-    if kind in ("confirm", "decline"):
-        action_id = data.get("action_id")
-        if not isinstance(action_id, str) or not action_id:
-            raise ValidationError("action_id is required to confirm or decline")
-        return ("yes" if kind == "confirm" else "no"), action_id
-    raise ValidationError(f"unknown message type {kind!r}", hint="use 'message', 'confirm' or 'decline'")
-
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"the frame is not JSON: {exc.msg} at character {exc.pos}", hint=FRAME_HINT) from None
+    except RecursionError:
+        raise ValidationError("the frame's JSON is nested too deeply", hint=FRAME_HINT) from None
+    try:
+        frame = StreamFrame.validate_python(data)
+    except PydanticValidationError as exc:
+        first = exc.errors()[0]
+        loc = tuple(first.get("loc", ()))[1:]  # the first item names the frame type, not a field
+        where = ".".join(str(p) for p in loc) or "frame"
+        raise ValidationError(f"{where}: {first.get('msg', 'invalid')}", hint=FRAME_HINT) from None
+    if isinstance(frame, StreamMessageIn):
+        return frame.text, None
+    return ("yes" if frame.type == "confirm" else "no"), frame.action_id

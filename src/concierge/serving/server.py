@@ -116,7 +116,8 @@ def build_app(settings: Settings, *, model: ChatModel | None = None) -> FastAPI:
     console_token = serve.console_token.get_secret_value() if serve.console_token else None
     options = ServeOptions(demo_tenant=serve.demo_tenant, webhook_tolerance_s=serve.webhook_tolerance_s,
                            console_token=console_token, webhook_lease_s=serve.webhook_lease_s,
-                           webhook_accept_legacy_signatures=serve.webhook_accept_legacy_signatures)
+                           webhook_accept_legacy_signatures=serve.webhook_accept_legacy_signatures,
+                           max_body_bytes=serve.max_body_bytes, max_frame_bytes=serve.max_frame_bytes)
     return create_app(service, options, startup=startup, shutdown=shutdown)
 
 
