@@ -8,24 +8,24 @@ method), compares that with the tenant's `PolicyCaps`, and refuses a call over a
 asking the customer to confirm it, recording it or sending it. A measure that cannot tell (the
 order is not found, the store is down) refuses too: fail closed.
 
-Per-customer daily totals count what succeeded (or may have: an unknown outcome) through this
-check, in a `UsageStore` keyed by tenant, customer and UTC day; `InMemoryUsage` lasts as long as
-the process, so a restart or a second worker starts the day from zero unless a durable store is
-given (see docs/guardrails-caps.md).
+Refunds are counted in a `UsageStore` per tenant, customer and UTC day and per order: reserved
+atomically against both refund caps before the call runs, committed when it succeeded (or may
+have: an unknown outcome), released otherwise or when a saga compensates it. `InMemoryUsage` lasts
+as long as the process; `SqlUsage` (the sessions' database) and `RedisUsage` are shared by every
+worker and survive restarts (`concierge.guardrails.usage`, docs/guardrails-caps.md).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
+import hashlib
 import inspect
+import json
 import math
 import re
-import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date
-from typing import Any, Protocol
+from typing import Any
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
@@ -38,6 +38,7 @@ from ..tools.executor import ToolExecutor
 from ..tools.ledger.base import AuditRecord, Ledger
 from ..tools.outcome import ToolOutcome, refused
 from ..tools.tool import Tool, ToolContext
+from .usage import Claim, InMemoryUsage, Reservation, UsageStore
 
 GUARDRAIL = "policy_cap"
 _KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -204,46 +205,6 @@ def from_arguments(*, refund_usd: str | None = None, discount_pct: str | None = 
 
 
 # --------------------------------------------------------------------------------------------
-# Usage: what already went through today
-
-
-class UsageStore(Protocol):
-    """Refunded cents per (tenant, customer, UTC day), and per (tenant, order); `key` de-duplicates."""
-
-    async def spent_today(self, tenant: str, customer: str, day: date) -> int: ...
-
-    async def spent_on_order(self, tenant: str, order_id: str) -> int: ...
-
-    async def record(self, tenant: str, customer: str, day: date, order_id: str | None, cents: int,
-                     key: str | None) -> None: ...
-
-
-class InMemoryUsage:
-    """Usage in dicts: for tests and one process (a restart starts the day from zero)."""
-
-    def __init__(self) -> None:
-        self._daily: dict[tuple[str, str, date], int] = {}
-        self._orders: dict[tuple[str, str], int] = {}
-        self._keys: set[str] = set()
-
-    async def spent_today(self, tenant: str, customer: str, day: date) -> int:
-        return self._daily.get((tenant, customer, day), 0)
-
-    async def spent_on_order(self, tenant: str, order_id: str) -> int:
-        return self._orders.get((tenant, order_id), 0)
-
-    async def record(self, tenant: str, customer: str, day: date, order_id: str | None, cents: int,
-                     key: str | None) -> None:
-        if key is not None:
-            if key in self._keys:  # a replayed outcome of an action already counted
-                return
-            self._keys.add(key)
-        self._daily[(tenant, customer, day)] = self._daily.get((tenant, customer, day), 0) + cents
-        if order_id is not None:
-            self._orders[(tenant, order_id)] = self._orders.get((tenant, order_id), 0) + cents
-
-
-# --------------------------------------------------------------------------------------------
 # The check
 
 
@@ -263,16 +224,26 @@ def _usd(cents: int) -> str:
     return f"${cents / 100:,.2f}"
 
 
-# The (tenant, customer) pairs whose lock this task already holds: a composite tool (a saga) whose
-# steps come back through the same check must not wait for itself.
-_HELD: contextvars.ContextVar[frozenset[tuple[str, str]]] = contextvars.ContextVar("concierge_caps_held",
-                                                                                  default=frozenset())
 _AFTER = (" Do not retry it, split it or try another way; tell the customer this needs a person's "
           "approval and offer to hand them to a human agent.")
+# A saga runs a step under confirmation id `<anchor>#<i>` and its compensation under `<anchor>#<i>/undo`
+# (tools/saga.py): a compensation that succeeded releases what the step had counted.
+_UNDO = "/undo"
+# Outcomes after which the money may have moved: the reservation is committed; any other releases it.
+_COUNTED = frozenset({"succeeded", "unknown"})
+
+
+def _ref(context: ToolContext, confirmation_id: str) -> str:
+    """Names a call run under a confirmation id set by trusted code, so its compensation can find it."""
+    material = json.dumps([context.principal.tenant, context.session_id, confirmation_id])
+    return hashlib.sha256(material.encode()).hexdigest()[:40]
 
 
 class CapsCheck:
-    """Refuses a call whose measured exposure is over the tenant's caps; other calls pass through."""
+    """Refuses a call whose measured exposure is over the tenant's caps; other calls pass through.
+
+    A refund is reserved in the `UsageStore` before the call runs, atomically against both refund
+    caps, then committed (succeeded, unknown) or released (anything else) once the outcome is known."""
 
     def __init__(self, inner: ToolExecutor, caps: TenantCaps | PolicyCaps | Mapping[str, Any],
                  measures: Mapping[str, Measure], *, ledger: Ledger | None = None, clock: Clock | None = None,
@@ -282,32 +253,26 @@ class CapsCheck:
         self.measures = dict(measures)
         self.audit = ledger
         self.clock = clock or SystemClock()
-        self.usage: UsageStore = usage if usage is not None else InMemoryUsage()
-        self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
+        self.usage: UsageStore = usage if usage is not None else InMemoryUsage(clock=self.clock)
 
     async def execute(self, tool: Tool, call: ToolCall, context: ToolContext) -> ToolOutcome:
         measure = self.measures.get(tool.name)
         caps = self.caps.for_tenant(context.principal.tenant)
-        if measure is None or caps.empty:
+        if caps.empty:
             return await self.inner.execute(tool, call, context)
-        tenant = context.principal.tenant
-        customer = context.customer_id or context.principal.user_id
-        held = _HELD.get()
-        if (tenant, customer) in held:
-            return await self._checked(tool, call, context, measure, caps, customer)
-        lock = self._locks.get((tenant, customer))
-        if lock is None:
-            lock = self._locks[(tenant, customer)] = asyncio.Lock()
-        async with lock:  # check and count one call at a time per customer (in this process)
-            token = _HELD.set(held | {(tenant, customer)})
-            try:
-                return await self._checked(tool, call, context, measure, caps, customer)
-            finally:
-                _HELD.reset(token)
+        if measure is None:
+            outcome = await self.inner.execute(tool, call, context)
+        else:
+            outcome = await self._checked(tool, call, context, measure, caps)
+        undo = context.confirmation_id
+        if undo is not None and undo.endswith(_UNDO) and outcome.status == "succeeded":
+            await self.usage.release(ref=_ref(context, undo[: -len(_UNDO)]))
+        return outcome
 
     async def _checked(self, tool: Tool, call: ToolCall, context: ToolContext, measure: Measure,
-                       caps: PolicyCaps, customer: str) -> ToolOutcome:
+                       caps: PolicyCaps) -> ToolOutcome:
         tenant = context.principal.tenant
+        customer = context.customer_id or context.principal.user_id
         try:
             found = measure(call.arguments, context)
             exposure = await found if inspect.isawaitable(found) else found
@@ -318,48 +283,33 @@ class CapsCheck:
             message = (f"Not done: {tool.name} could not be checked against this store's limits "
                        f"({reason}), so it was not carried out.{_AFTER}")
             return await self._refuse(tool, call, context, Violation("measure_failed", None, None, message))
-        day = self.clock.now().date()
-        violation = await self._violation(caps, exposure, tenant, customer, day, tool.name)
+        reservation: str | None = None
+        refund = _cents(exposure.refund_usd or 0.0)
+        if refund > 0:
+            ref = None if context.confirmation_id is None else _ref(context, context.confirmation_id)
+            claim = Claim(tenant, customer, self.clock.now().date(), exposure.order_id, refund, ref)
+            found_room = await self.usage.reserve(claim, order_limit=_limit(caps.max_refund_per_order_usd),
+                                                  day_limit=_limit(caps.max_refund_per_customer_per_day_usd))
+            if found_room.id is None:
+                return await self._refuse(tool, call, context, _refund_violation(caps, found_room, refund, tool.name))
+            reservation = found_room.id
+        violation = _other_violation(caps, exposure, tool.name)
         if violation is not None:
+            if reservation is not None:
+                await self.usage.release(reservation)
             return await self._refuse(tool, call, context, violation)
-        outcome = await self.inner.execute(tool, call, context)
-        refund = _cents(exposure.refund_usd or 0.0)
-        if refund > 0 and outcome.status in ("succeeded", "unknown"):  # unknown: it may have happened
-            await self.usage.record(tenant, customer, day, exposure.order_id, refund, outcome.key)
+        if reservation is None:
+            return await self.inner.execute(tool, call, context)
+        try:
+            outcome = await self.inner.execute(tool, call, context)
+        except BaseException:  # cancelled or crashed mid-call: the money may have moved, keep it counted
+            await asyncio.shield(self.usage.commit(reservation, None))
+            raise
+        if outcome.status in _COUNTED:
+            await self.usage.commit(reservation, outcome.key)
+        else:  # failed, not applied, refused further down, or waiting for the customer's confirmation
+            await self.usage.release(reservation)
         return outcome
-
-    async def _violation(self, caps: PolicyCaps, exposure: Exposure, tenant: str, customer: str, day: date,
-                         tool: str) -> Violation | None:
-        refund = _cents(exposure.refund_usd or 0.0)
-        if refund > 0 and caps.max_refund_per_order_usd is not None:
-            limit = _cents(caps.max_refund_per_order_usd)
-            earlier = 0 if exposure.order_id is None else await self.usage.spent_on_order(tenant, exposure.order_id)
-            if earlier + refund > limit:
-                so_far = f" ({_usd(earlier)} already refunded on it)" if earlier else ""
-                return Violation("max_refund_per_order_usd", limit / 100, (earlier + refund) / 100,
-                                 f"Not done: {tool} would refund {_usd(refund)} on one order{so_far}, over "
-                                 f"this store's limit of {_usd(limit)} per order.{_AFTER}")
-        if refund > 0 and caps.max_refund_per_customer_per_day_usd is not None:
-            limit = _cents(caps.max_refund_per_customer_per_day_usd)
-            earlier = await self.usage.spent_today(tenant, customer, day)
-            if earlier + refund > limit:
-                return Violation("max_refund_per_customer_per_day_usd", limit / 100, (earlier + refund) / 100,
-                                 f"Not done: {tool} would refund {_usd(refund)}; with {_usd(earlier)} already "
-                                 f"refunded to this customer today that is {_usd(earlier + refund)}, over this "
-                                 f"store's limit of {_usd(limit)} per customer per day.{_AFTER}")
-        discount, most = exposure.discount_pct, caps.max_discount_pct
-        if discount is not None and most is not None and discount > most:
-            return Violation("max_discount_pct", most, discount,
-                             f"Not done: {tool} would give a {discount:g}% discount, over this store's limit "
-                             f"of {most:g}%.{_AFTER}")
-        if caps.allowed_payment_methods is not None:
-            disallowed = [k for k in exposure.kinds if k not in caps.allowed_payment_methods]
-            if disallowed:
-                allowed = sorted(caps.allowed_payment_methods)
-                return Violation("allowed_payment_methods", allowed, disallowed[0],
-                                 f"Not done: {tool} would move money through a {disallowed[0]} payment method; "
-                                 f"this store allows only {', '.join(allowed)} here.{_AFTER}")
-        return None
 
     async def _refuse(self, tool: Tool, call: ToolCall, context: ToolContext, violation: Violation) -> ToolOutcome:
         details = {"cap": violation.cap, "limit": violation.limit, "amount": violation.amount}
@@ -370,6 +320,45 @@ class CapsCheck:
         if context.emit is not None:
             await context.emit(EventType.GUARDRAIL_TRIGGERED, guardrail=GUARDRAIL, tool=tool.name, **details)
         return refused(GUARDRAIL, violation.message, **details)
+
+
+
+def _limit(usd: float | None) -> int | None:
+    return None if usd is None else _cents(usd)
+
+
+def _refund_violation(caps: PolicyCaps, found: Reservation, refund: int, tool: str) -> Violation:
+    """The message for a refund the usage store found no room for (the per-order cap first)."""
+    if found.over == "order":
+        limit = _cents(caps.max_refund_per_order_usd or 0.0)
+        earlier = found.order_spent
+        so_far = f" ({_usd(earlier)} already refunded on it)" if earlier else ""
+        return Violation("max_refund_per_order_usd", limit / 100, (earlier + refund) / 100,
+                         f"Not done: {tool} would refund {_usd(refund)} on one order{so_far}, over "
+                         f"this store's limit of {_usd(limit)} per order.{_AFTER}")
+    limit = _cents(caps.max_refund_per_customer_per_day_usd or 0.0)
+    earlier = found.day_spent
+    return Violation("max_refund_per_customer_per_day_usd", limit / 100, (earlier + refund) / 100,
+                     f"Not done: {tool} would refund {_usd(refund)}; with {_usd(earlier)} already "
+                     f"refunded to this customer today that is {_usd(earlier + refund)}, over this "
+                     f"store's limit of {_usd(limit)} per customer per day.{_AFTER}")
+
+
+def _other_violation(caps: PolicyCaps, exposure: Exposure, tool: str) -> Violation | None:
+    """The caps that need no running total: discount and payment method kinds."""
+    discount, most = exposure.discount_pct, caps.max_discount_pct
+    if discount is not None and most is not None and discount > most:
+        return Violation("max_discount_pct", most, discount,
+                         f"Not done: {tool} would give a {discount:g}% discount, over this store's limit "
+                         f"of {most:g}%.{_AFTER}")
+    if caps.allowed_payment_methods is not None:
+        disallowed = [k for k in exposure.kinds if k not in caps.allowed_payment_methods]
+        if disallowed:
+            allowed = sorted(caps.allowed_payment_methods)
+            return Violation("allowed_payment_methods", allowed, disallowed[0],
+                             f"Not done: {tool} would move money through a {disallowed[0]} payment method; "
+                             f"this store allows only {', '.join(allowed)} here.{_AFTER}")
+    return None
 
 
 def caps_check(caps: TenantCaps | PolicyCaps | Mapping[str, Any], measures: Mapping[str, Measure], *,

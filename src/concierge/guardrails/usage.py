@@ -1,0 +1,526 @@
+"""Where the refund caps keep their running totals: reserve before the effect, commit or release after.
+
+A per-customer daily cap is only a guarantee if every worker counts against the same total and
+the total survives a restart. Each refund therefore goes through three steps:
+
+1. `reserve` — before the tool runs, in one atomic step: sum what is committed or reserved on the
+   order and for the customer's UTC day, and, if the new amount fits under both limits, insert a
+   `reserved` row. Two workers cannot both pass the check: the SQL store serialises reservations
+   of one customer (and of one order) with a lock row (`INSERT ... ON CONFLICT DO UPDATE`, a row
+   lock on PostgreSQL) inside a `BEGIN IMMEDIATE` transaction on SQLite; the Redis store runs the
+   check and the insert as one Lua script.
+2. `commit(reservation, key)` — the effect happened or may have (succeeded, unknown): the row is
+   counted for good, under the ledger's idempotency key; a second commit of the same key (a
+   replayed outcome) drops its own reservation, so one action is counted once.
+3. `release(reservation)` — nothing happened (failed, refused further down, waiting for the
+   customer's confirmation): the row goes. `release(ref=...)` drops what a call committed when a
+   saga later compensated it.
+
+A reservation whose worker died before step 2 or 3 counts until its lease runs out (`lease_s`,
+15 minutes by default, longer than any tool call with its retries), then no longer counts: the
+ledger's recovery deals with the effect itself, and the cap no longer holds that money.
+
+Stores: `InMemoryUsage` (one process, gone on restart: tests), `SqlUsage` (the sessions' database,
+SQLite or PostgreSQL; the default of `concierge serve`), `RedisUsage` (a Redis shared by the
+workers; it must persist its data for the totals to survive a Redis restart). `usage_from_url`
+picks one from a URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..core.clock import Clock, SystemClock
+from ..core.sqldb import SqlBacked, UTCDateTime, ensure_parent_dir
+
+if TYPE_CHECKING:
+    import redis.asyncio
+
+DEFAULT_LEASE_S = 900.0
+# An expired reservation is kept this long (uncounted) so that a very late commit still finds it.
+_KEEP_EXPIRED = timedelta(days=1)
+Over = Literal["order", "day"]
+_SCHEMA_LOCK_ID = 0x6361707375  # PostgreSQL advisory lock held while creating the tables
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One refund to reserve: `cents` for `customer` on `day` (UTC), on `order_id` when known.
+
+    `ref` names the call (tenant, session, confirmation) so a later compensation can release it."""
+
+    tenant: str
+    customer: str
+    day: date
+    order_id: str | None
+    cents: int
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """The answer to `reserve`: an id to commit or release, or `over` naming the limit that refused.
+
+    `order_spent` and `day_spent` are the cents already counted (committed or reserved) before this
+    claim, for the refusal message."""
+
+    id: str | None
+    order_spent: int
+    day_spent: int
+    over: Over | None = None
+
+
+class UsageStore(Protocol):
+    """Refunded cents per (tenant, customer, UTC day) and per (tenant, order), reserved before the effect."""
+
+    async def reserve(self, claim: Claim, *, order_limit: int | None, day_limit: int | None) -> Reservation: ...
+
+    async def commit(self, reservation: str, key: str | None) -> None: ...
+
+    async def release(self, reservation: str | None = None, *, ref: str | None = None) -> None: ...
+
+    async def spent_today(self, tenant: str, customer: str, day: date) -> int: ...
+
+    async def spent_on_order(self, tenant: str, order_id: str) -> int: ...
+
+
+def _decide(claim: Claim, order_spent: int, day_spent: int, order_limit: int | None,
+            day_limit: int | None) -> Over | None:
+    """Which limit the claim would cross, the per-order one first."""
+    if order_limit is not None and claim.order_id is not None and order_spent + claim.cents > order_limit:
+        return "order"
+    if order_limit is not None and claim.order_id is None and claim.cents > order_limit:
+        return "order"
+    if day_limit is not None and day_spent + claim.cents > day_limit:
+        return "day"
+    return None
+
+
+def _new_id() -> str:
+    return "rsv_" + uuid.uuid4().hex
+
+
+# --------------------------------------------------------------------------------------------
+# In memory
+
+
+@dataclass(slots=True)
+class _Row:
+    claim: Claim
+    status: Literal["reserved", "committed"]
+    expires: float  # clock seconds; ignored once committed
+    key: str | None = None
+
+
+class InMemoryUsage:
+    """Usage in dicts: for tests and one process (a restart, or a second worker, starts from zero)."""
+
+    def __init__(self, *, lease_s: float = DEFAULT_LEASE_S, clock: Clock | None = None) -> None:
+        self.lease_s = lease_s
+        self.clock = clock or SystemClock()
+        self._rows: dict[str, _Row] = {}
+        self._daily: dict[tuple[str, str, date], set[str]] = {}
+        self._orders: dict[tuple[str, str], set[str]] = {}
+        self._keys: dict[tuple[str, str], str] = {}
+
+    def _now(self) -> float:
+        return self.clock.now().timestamp()
+
+    def _sum(self, ids: set[str] | None) -> int:
+        now = self._now()
+        rows = (self._rows[i] for i in ids or ())
+        return sum(r.claim.cents for r in rows if r.status == "committed" or r.expires > now)
+
+    async def reserve(self, claim: Claim, *, order_limit: int | None, day_limit: int | None) -> Reservation:
+        # No await between the sums and the insert: atomic within the event loop.
+        order_spent = 0 if claim.order_id is None else self._sum(self._orders.get((claim.tenant, claim.order_id)))
+        day_spent = self._sum(self._daily.get((claim.tenant, claim.customer, claim.day)))
+        over = _decide(claim, order_spent, day_spent, order_limit, day_limit)
+        if over is not None:
+            return Reservation(None, order_spent, day_spent, over)
+        rid = _new_id()
+        self._rows[rid] = _Row(claim, "reserved", self._now() + self.lease_s)
+        self._daily.setdefault((claim.tenant, claim.customer, claim.day), set()).add(rid)
+        if claim.order_id is not None:
+            self._orders.setdefault((claim.tenant, claim.order_id), set()).add(rid)
+        return Reservation(rid, order_spent, day_spent)
+
+    async def commit(self, reservation: str, key: str | None) -> None:
+        row = self._rows.get(reservation)
+        if row is None:
+            return
+        if key is not None:
+            holder = self._keys.setdefault((row.claim.tenant, key), reservation)
+            if holder != reservation:  # a replayed outcome of an action already counted
+                self._drop(reservation)
+                return
+        row.status, row.key = "committed", key
+
+    async def release(self, reservation: str | None = None, *, ref: str | None = None) -> None:
+        if reservation is not None:
+            self._drop(reservation)
+        if ref is not None:
+            for rid in [i for i, r in self._rows.items() if r.claim.ref == ref]:
+                self._drop(rid)
+
+    def _drop(self, reservation: str) -> None:
+        row = self._rows.pop(reservation, None)
+        if row is None:
+            return
+        c = row.claim
+        self._daily.get((c.tenant, c.customer, c.day), set()).discard(reservation)
+        if c.order_id is not None:
+            self._orders.get((c.tenant, c.order_id), set()).discard(reservation)
+        if row.key is not None and self._keys.get((c.tenant, row.key)) == reservation:
+            del self._keys[(c.tenant, row.key)]
+
+    async def spent_today(self, tenant: str, customer: str, day: date) -> int:
+        return self._sum(self._daily.get((tenant, customer, day)))
+
+    async def spent_on_order(self, tenant: str, order_id: str) -> int:
+        return self._sum(self._orders.get((tenant, order_id)))
+
+
+# --------------------------------------------------------------------------------------------
+# SQL (SQLite, PostgreSQL)
+
+metadata = MetaData()
+
+usage_table = Table(
+    "caps_usage",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant", String(255), nullable=False),
+    Column("customer", Text, nullable=False),
+    Column("day", Date, nullable=False),
+    Column("order_id", Text, nullable=True),
+    Column("cents", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),  # reserved | committed
+    Column("expires_at", UTCDateTime(), nullable=True),  # reserved rows only
+    Column("key", String(128), nullable=True),  # the ledger's idempotency key, set on commit
+    Column("ref", String(64), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index("ix_caps_usage_day", "tenant", "customer", "day"),
+    Index("ix_caps_usage_order", "tenant", "order_id"),
+    Index("ux_caps_usage_key", "tenant", "key", unique=True),
+    Index("ix_caps_usage_ref", "ref"),
+)
+
+# One row per customer and per order, locked by every reservation that touches them.
+locks_table = Table(
+    "caps_usage_locks",
+    metadata,
+    Column("tenant", String(255), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("hits", BigInteger, nullable=False),
+)
+
+
+def _lock_name(kind: str, value: str) -> str:
+    return kind + ":" + hashlib.sha256(value.encode()).hexdigest()[:40]
+
+
+class SqlUsage(SqlBacked):
+    """Usage rows in the sessions' database, shared by every worker that opens the same URL."""
+
+    metadata = metadata
+    what = "caps usage database"
+
+    def __init__(self, url: str, *, lease_s: float = DEFAULT_LEASE_S, clock: Clock | None = None,
+                 echo: bool = False) -> None:
+        super().__init__(url, echo=echo)
+        self.lease_s = lease_s
+        self.clock = clock or SystemClock()
+
+    def _setup(self, engine: Any) -> None:
+        super()._setup(engine)
+        self.lease_s = DEFAULT_LEASE_S
+        self.clock = SystemClock()
+
+    async def _ensure_schema(self) -> None:
+        """Create the tables once, under a lock, so workers starting together on a new database do not race."""
+        if self._schema_ready:
+            return
+        async with self._schema_lock:
+            if self._schema_ready:
+                return
+            ensure_parent_dir(self.engine)
+            async with self.engine.connect() as conn:
+                if conn.dialect.name == "sqlite":
+                    await conn.exec_driver_sql("BEGIN IMMEDIATE")
+                else:
+                    await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _SCHEMA_LOCK_ID})
+                await conn.run_sync(self.metadata.create_all)
+                await conn.commit()
+            self._schema_ready = True
+
+    def _live(self) -> Any:
+        t = usage_table
+        return or_(t.c.status == "committed", t.c.expires_at > self.clock.now())
+
+    async def _lock(self, conn: AsyncConnection, tenant: str, names: list[str]) -> None:
+        """Serialise reservations on the same customer or order: a write on their lock rows, in a fixed order."""
+        dialect = conn.dialect.name
+        for name in sorted(names):
+            insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(locks_table)
+            await conn.execute(insert.values(tenant=tenant, name=name, hits=1).on_conflict_do_update(
+                index_elements=[locks_table.c.tenant, locks_table.c.name],
+                set_={"hits": locks_table.c.hits + 1}))
+
+    async def _sum(self, conn: AsyncConnection, *where: Any) -> int:
+        t = usage_table
+        found = await conn.scalar(select(func.coalesce(func.sum(t.c.cents), 0)).where(*where, self._live()))
+        return int(found or 0)
+
+    async def reserve(self, claim: Claim, *, order_limit: int | None, day_limit: int | None) -> Reservation:
+        await self._ensure_schema()
+        t = usage_table
+        now = self.clock.now()
+        names = [_lock_name("c", claim.customer)]
+        if claim.order_id is not None:
+            names.append(_lock_name("o", claim.order_id))
+        async with self.engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                # Take the write lock before reading: a second process waits here (busy_timeout)
+                # instead of reading the same sums.
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            await self._lock(conn, claim.tenant, names)
+            order_spent = 0
+            if claim.order_id is not None:
+                order_spent = await self._sum(conn, t.c.tenant == claim.tenant, t.c.order_id == claim.order_id)
+            day_spent = await self._sum(conn, t.c.tenant == claim.tenant, t.c.customer == claim.customer,
+                                        t.c.day == claim.day)
+            over = _decide(claim, order_spent, day_spent, order_limit, day_limit)
+            rid = None
+            if over is None:
+                rid = _new_id()
+                await conn.execute(delete(t).where(
+                    t.c.tenant == claim.tenant, t.c.customer == claim.customer, t.c.status == "reserved",
+                    t.c.expires_at < now - _KEEP_EXPIRED))
+                await conn.execute(t.insert().values(
+                    id=rid, tenant=claim.tenant, customer=claim.customer, day=claim.day, order_id=claim.order_id,
+                    cents=claim.cents, status="reserved", expires_at=now + timedelta(seconds=self.lease_s),
+                    key=None, ref=claim.ref, created_at=now))
+            await conn.commit()
+        return Reservation(rid, order_spent, day_spent, over)
+
+    async def commit(self, reservation: str, key: str | None) -> None:
+        await self._ensure_schema()
+        t = usage_table
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(update(t).where(t.c.id == reservation)
+                                   .values(status="committed", expires_at=None, key=key))
+        except IntegrityError:  # the key is already counted: a replayed outcome counts once
+            async with self.engine.begin() as conn:
+                await conn.execute(delete(t).where(t.c.id == reservation))
+
+    async def release(self, reservation: str | None = None, *, ref: str | None = None) -> None:
+        await self._ensure_schema()
+        t = usage_table
+        async with self.engine.begin() as conn:
+            if reservation is not None:
+                await conn.execute(delete(t).where(t.c.id == reservation))
+            if ref is not None:
+                await conn.execute(delete(t).where(t.c.ref == ref))
+
+    async def spent_today(self, tenant: str, customer: str, day: date) -> int:
+        await self._ensure_schema()
+        t = usage_table
+        async with self.engine.connect() as conn:
+            return await self._sum(conn, t.c.tenant == tenant, t.c.customer == customer, t.c.day == day)
+
+    async def spent_on_order(self, tenant: str, order_id: str) -> int:
+        await self._ensure_schema()
+        t = usage_table
+        async with self.engine.connect() as conn:
+            return await self._sum(conn, t.c.tenant == tenant, t.c.order_id == order_id)
+
+
+# --------------------------------------------------------------------------------------------
+# Redis
+
+# A reservation is a hash P..'r:'..id {day, order, cents, status, expires (ms), tenant, ref}; its id is a
+# field (value: cents) of the customer-day hash and of the order hash; the sum skips expired reservations.
+_SUM = """
+local function spent(hkey, prefix, now)
+  local total = 0
+  local entries = redis.call('HGETALL', hkey)
+  for i = 1, #entries, 2 do
+    local rec = redis.call('HMGET', prefix .. 'r:' .. entries[i], 'status', 'expires')
+    if rec[1] == 'committed' or (rec[1] == 'reserved' and tonumber(rec[2]) > now) then
+      total = total + tonumber(entries[i + 1])
+    elseif not rec[1] then
+      redis.call('HDEL', hkey, entries[i])
+    end
+  end
+  return total
+end
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function drop(prefix, id)
+  local rkey = prefix .. 'r:' .. id
+  local rec = redis.call('HMGET', rkey, 'day', 'order', 'key', 'ref')
+  if rec[1] then redis.call('HDEL', rec[1], id) end
+  if rec[2] and rec[2] ~= '' then redis.call('HDEL', rec[2], id) end
+  if rec[3] and rec[3] ~= '' and redis.call('GET', rec[3]) == id then redis.call('DEL', rec[3]) end
+  if rec[4] and rec[4] ~= '' then redis.call('SREM', prefix .. 'f:' .. rec[4], id) end
+  redis.call('DEL', rkey)
+end
+"""
+
+# KEYS: day hash, order hash ('' if none). ARGV: prefix, id, cents, order limit, day limit (-1: none),
+# lease ms, keep-expired ms, day ttl s, ref. Returns {id or '', order spent, day spent, over}.
+_RESERVE = _SUM + """
+local prefix, id, cents = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local order_limit, day_limit = tonumber(ARGV[4]), tonumber(ARGV[5])
+local now = now_ms()
+local order_spent = 0
+if KEYS[2] ~= '' then order_spent = spent(KEYS[2], prefix, now) end
+local day_spent = spent(KEYS[1], prefix, now)
+if order_limit >= 0 and order_spent + cents > order_limit then return {'', order_spent, day_spent, 'order'} end
+if day_limit >= 0 and day_spent + cents > day_limit then return {'', order_spent, day_spent, 'day'} end
+local rkey = prefix .. 'r:' .. id
+redis.call('HSET', rkey, 'day', KEYS[1], 'order', KEYS[2], 'cents', cents, 'status', 'reserved',
+           'expires', now + tonumber(ARGV[6]), 'ref', ARGV[9])
+redis.call('PEXPIRE', rkey, tonumber(ARGV[6]) + tonumber(ARGV[7]))
+redis.call('HSET', KEYS[1], id, cents)
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[8]))
+if KEYS[2] ~= '' then redis.call('HSET', KEYS[2], id, cents) end
+if ARGV[9] ~= '' then redis.call('SADD', prefix .. 'f:' .. ARGV[9], id) end
+return {id, order_spent, day_spent, ''}
+"""
+
+# ARGV: prefix, id, the key's entry ('' if none). Returns 1 committed, 0 gone, 2 a replay (dropped).
+_COMMIT = _SUM + """
+local prefix, id, kkey = ARGV[1], ARGV[2], ARGV[3]
+local rkey = prefix .. 'r:' .. id
+if not redis.call('HGET', rkey, 'status') then return 0 end
+if kkey ~= '' then
+  local holder = redis.call('GET', kkey)
+  if holder and holder ~= id then drop(prefix, id) return 2 end
+  redis.call('SET', kkey, id)
+end
+redis.call('HSET', rkey, 'status', 'committed', 'key', kkey)
+redis.call('PERSIST', rkey)
+return 1
+"""
+
+# ARGV: prefix, id ('' if none), ref ('' if none).
+_RELEASE = _SUM + """
+local prefix = ARGV[1]
+if ARGV[2] ~= '' then drop(prefix, ARGV[2]) end
+if ARGV[3] ~= '' then
+  for _, id in ipairs(redis.call('SMEMBERS', prefix .. 'f:' .. ARGV[3])) do drop(prefix, id) end
+  redis.call('DEL', prefix .. 'f:' .. ARGV[3])
+end
+return 1
+"""
+
+# KEYS: one hash. ARGV: prefix.
+_SPENT = _SUM + "return spent(KEYS[1], ARGV[1], now_ms())"
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:40]
+
+
+class RedisUsage:
+    """Usage in one Redis shared by the workers; every step is one Lua script, so one atomic step.
+
+    The scripts reach keys they read from the reservation record: use a single Redis server (or a
+    primary with replicas), not a cluster."""
+
+    def __init__(self, client: redis.asyncio.Redis, *, prefix: str = "concierge:caps:",
+                 lease_s: float = DEFAULT_LEASE_S, close_client: bool = False) -> None:
+        self._client = client
+        self.prefix = prefix
+        self.lease_s = lease_s
+        self._close_client = close_client
+        self._reserve = client.register_script(_RESERVE)
+        self._commit = client.register_script(_COMMIT)
+        self._release = client.register_script(_RELEASE)
+        self._spent = client.register_script(_SPENT)
+
+    def _day_key(self, tenant: str, customer: str, day: date) -> str:
+        return self.prefix + "d:" + _digest(tenant, customer, day.isoformat())
+
+    def _order_key(self, tenant: str, order_id: str) -> str:
+        return self.prefix + "o:" + _digest(tenant, order_id)
+
+    async def reserve(self, claim: Claim, *, order_limit: int | None, day_limit: int | None) -> Reservation:
+        day_key = self._day_key(claim.tenant, claim.customer, claim.day)
+        order_key = "" if claim.order_id is None else self._order_key(claim.tenant, claim.order_id)
+        rid = _new_id()
+        reply: Any = await self._reserve(keys=[day_key, order_key], args=[
+            self.prefix, rid, claim.cents, -1 if order_limit is None else order_limit,
+            -1 if day_limit is None else day_limit, int(self.lease_s * 1000),
+            int(_KEEP_EXPIRED.total_seconds() * 1000), 3 * 86_400, claim.ref or ""])
+        found, order_spent, day_spent, over = reply
+        found = found.decode() if isinstance(found, bytes) else str(found)
+        over = over.decode() if isinstance(over, bytes) else str(over)
+        return Reservation(found or None, int(order_spent), int(day_spent), over or None)  # type: ignore[arg-type]
+
+    async def commit(self, reservation: str, key: str | None) -> None:
+        # Idempotency keys are unique across tenants (the tenant is part of what they hash).
+        entry = "" if key is None else self.prefix + "k:" + _digest(key)
+        await self._commit(keys=[], args=[self.prefix, reservation, entry])
+
+    async def release(self, reservation: str | None = None, *, ref: str | None = None) -> None:
+        await self._release(keys=[], args=[self.prefix, reservation or "", ref or ""])
+
+    async def spent_today(self, tenant: str, customer: str, day: date) -> int:
+        return int(await self._spent(keys=[self._day_key(tenant, customer, day)], args=[self.prefix]))
+
+    async def spent_on_order(self, tenant: str, order_id: str) -> int:
+        return int(await self._spent(keys=[self._order_key(tenant, order_id)], args=[self.prefix]))
+
+    async def close(self) -> None:
+        """Closes the client only if this store made it (`usage_from_url`)."""
+        if self._close_client:
+            await self._client.aclose()
+
+
+def usage_from_url(url: str, *, lease_s: float = DEFAULT_LEASE_S) -> UsageStore:
+    """`memory` (this process), redis:// / rediss:// / unix:// (a shared Redis), or an SQLAlchemy URL."""
+    if url == "memory":
+        return InMemoryUsage(lease_s=lease_s)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        import redis.asyncio
+
+        pool = redis.asyncio.BlockingConnectionPool.from_url(url, max_connections=100, timeout=10)
+        return RedisUsage(redis.asyncio.Redis.from_pool(pool), lease_s=lease_s, close_client=True)
+    return SqlUsage(url, lease_s=lease_s)
+
+
+__all__ = [
+    "DEFAULT_LEASE_S", "Claim", "InMemoryUsage", "RedisUsage", "Reservation", "SqlUsage", "UsageStore",
+    "usage_from_url",
+]
