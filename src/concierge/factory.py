@@ -15,6 +15,7 @@ from .core.errors import ConfigError
 from .guardrails.caps import Measure, caps_check
 from .guardrails.input import InputGuard
 from .guardrails.turn import TurnGuardrails
+from .guardrails.usage import UsageStore, usage_from_url
 from .llm.base import ChatModel, ModelSettings
 from .llm.pricing import DEFAULT_PRICES, PriceTable
 from .runtime.agent import Limits
@@ -94,8 +95,16 @@ def build_executor(settings: Settings, measures: Mapping[str, Measure] | None = 
     ledger = InMemoryLedger() if url == "memory" else SqlLedger(url)
     caps = settings.caps
     if measures and not (caps.default.empty and all(c.empty for c in caps.tenants.values())):
-        return TransactionalExecutor(ledger, checks=[caps_check(caps, measures, ledger=ledger)])
+        usage = build_usage(settings)
+        return TransactionalExecutor(ledger, checks=[caps_check(caps, measures, ledger=ledger, usage=usage)])
     return TransactionalExecutor(ledger)
+
+
+def build_usage(settings: Settings) -> UsageStore:
+    """Where refund totals are kept: `[caps] usage_url`, else the sessions' database, shared by every
+    worker and kept across restarts (in this process only when sessions are in memory)."""
+    url = settings.caps.usage_url or settings.sessions.url
+    return usage_from_url(url, lease_s=settings.caps.usage_lease_s)
 
 
 def build_memory(settings: Settings) -> Memory | None:

@@ -156,6 +156,16 @@ class MemoryConfig(_Section):
     context_tokens: int = Field(300, ge=0)  # recalled memories per turn, at most
 
 
+class CapsConfig(TenantCaps):
+    """`[caps]`: the tenants' policy caps (`default`, `tenants`) and where refund totals are kept."""
+
+    # Refund totals shared by workers: unset = the sessions' database ([sessions] url; in this
+    # process when that is "memory"); or "memory", redis://host:6379/0, or an SQLAlchemy URL.
+    usage_url: str | None = None
+    # How long a refund reserved by a worker that then died keeps counting against the caps.
+    usage_lease_s: float = Field(900.0, gt=0, le=86_400)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CONCIERGE_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -171,7 +181,7 @@ class Settings(BaseSettings):
     guardrails: GuardrailsConfig = GuardrailsConfig()
     memory: MemoryConfig = MemoryConfig()
     # Deterministic policy caps per tenant, enforced by the tool executor (docs/guardrails-caps.md).
-    caps: TenantCaps = TenantCaps()
+    caps: CapsConfig = CapsConfig()
     # USD per million tokens: {"gpt-4o-mini": [0.15, 0.6]}.
     prices: dict[str, tuple[float, float]] = {}
 
