@@ -94,8 +94,8 @@ class ServeConfig(_Section):
     max_body_bytes: int = Field(256 * 1024, ge=1024, le=64 * 1024 * 1024)
     max_frame_bytes: int = Field(256 * 1024, ge=1024, le=64 * 1024 * 1024)
     # A webhook delivery claimed this long ago and not finished is a dead worker's: a redelivery
-    # runs it. Keep it longer than a turn's timeout (120 s by default), or a slow turn runs twice.
-    webhook_lease_s: float = Field(300.0, gt=0, le=86_400)
+    # runs it. Keep it longer than a turn's timeout (300 s for the retail agent), or a slow turn runs twice.
+    webhook_lease_s: float = Field(900.0, gt=0, le=86_400)
     # Also accept v1 webhook signatures, which do not sign the delivery id: only while migrating senders.
     webhook_accept_legacy_signatures: bool = False
     # Each tenant's retail store (its business data, never shared): a folder holding one SQLite store

@@ -133,9 +133,11 @@ class ServeOptions:
     demo_tenant: str | None = None
     webhook_tolerance_s: int = 300
     # A webhook claim older than this is a dead worker's: a redelivery takes it over. Longer than a turn.
-    webhook_lease_s: float = 300.0
+    webhook_lease_s: float = 900.0
     # Also accept the v1 signature, which does not sign the delivery id (senders being migrated).
     webhook_accept_legacy_signatures: bool = False
+    # While demo is on, POST /v1/demo/console-login trades this for an operator token, once.
+    console_token: str | None = None
     # Bodies over this are refused with 413 before they are read; WebSocket frames over the frame
     # limit close the stream with 1009 (see limits.py and stream.py).
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
