@@ -355,10 +355,10 @@ def create_app(service: TurnService, options: ServeOptions | None = None, *,
             raise ApiError(404, "not_found", "console sign-in is off on this server",
                            hint="sign in with an operator key (concierge tenants key TENANT --role operator)")
         if not hmac.compare_digest(body.token.encode("utf-8"), options.console_token.encode("utf-8")):
-            raise Unauthenticated("invalid console token", hint="use the console link `concierge serve` printed")
+            raise Unauthenticated("invalid console token", hint="use the console link that concierge serve printed")
         if not await once.redeem(body.token, "console"):
             raise Unauthenticated("this console token was already used",
-                                  hint="restart `concierge serve` for a new link, or use an operator API key")
+                                  hint="restart concierge serve for a new link, or use an operator API key")
         token = issue_jwt(await service.tenants.jwt_config(tenant), subject=CONSOLE_USER, role="operator",
                           ttl_s=CONSOLE_TTL_S)
         return {"token": token, "tenant": tenant, "user_id": CONSOLE_USER, "role": "operator"}
