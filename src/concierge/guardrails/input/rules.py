@@ -17,8 +17,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
+
+from .comments import find_keyword_comment
+from .needles import OPEN_GATE, RuleGate, required_literals
 
 Source = Literal["user", "tool", "document"]
 SOURCES: tuple[str, ...] = ("user", "tool", "document")
@@ -30,23 +34,54 @@ _HOMOGLYPHS = str.maketrans({
     "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "х": "x", "у": "y", "і": "i", "ј": "j", "ѕ": "s",
     "ԁ": "d", "һ": "h", "ɡ": "g", "ο": "o", "α": "a", "ε": "e", "ι": "i", "ν": "v", "τ": "t", "κ": "k",
 })
+_UNICODE_FOLD = {**_ZERO_WIDTH, **_HOMOGLYPHS}  # one translate pass: zero-width out, look-alikes to Latin
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"})
-# A word that mixes letters with leet digits/symbols: "1gn0re", "pr0mpt", "@dmin", "in$tructions".
-_LEET_WORD = re.compile(r"(?=[\w@$!]*[a-z])(?=[\w@$!]*[013457@$!])[a-z0134579@$!]{3,}")
-_SPACES = re.compile(r"[ \t\f\v]+")
+# A word (letters, digits, "_", "@$!") of three characters or more that holds a letter and a leet
+# character: "1gn0re", "pr0mpt", "@dmin", "in$tructions". It starts only where a word starts (the
+# look-behind) and every part is possessive, so each word is read at most twice however long it is;
+# inside it each run of letters and leet characters is undone unless it is all digits ("w2024" stays).
+_LEET_WORD = re.compile(r"(?<![\w@$!])(?=[\w@$!]{3})(?=(?:[^a-z\W]|[@$!])*+[a-z])[^\W013457]*+[013457@$!][\w@$!]*+")
+_LEET_PART = re.compile(r"[a-z0134579@$!]{3,}")
+_LETTER = re.compile(r"[a-z]")
+_LEET_CHARS = "0134579@$!"
+_PART_CHARS = str.maketrans("", "", "abcdefghijklmnopqrstuvwxyz" + _LEET_CHARS)  # deletes them
+# Blanks collapse to one space; a blank run holding a line break collapses to that line break, so no
+# `\s*` in a rule ever sees more than one character. A single space already is what it should be.
+_BLANKS = re.compile(r"[^\S\n]{2,}|[^\S\n ]")
+_LINE_BREAKS = re.compile(r" ?\n[\n ]*+")
+
+
+def _unleet_part(m: re.Match[str]) -> str:
+    part = m.group(0)
+    return part if part.isdigit() else part.translate(_LEET)
+
+
+def _unleet(m: re.Match[str]) -> str:
+    word = m.group(0)
+    if len(word) < 3:
+        return word
+    if not word.translate(_PART_CHARS):  # the usual case: only letters and leet characters
+        return word.translate(_LEET) if word.strip(_LEET_CHARS) else word  # a letter in it, or none
+    if _LETTER.search(word) is None:
+        return word
+    return _LEET_PART.sub(_unleet_part, word)
 
 
 def normalise(text: str) -> str:
     """The form rules match against: NFKC, no zero-width characters, Latin look-alikes, lower case,
-    leetspeak-light undone, runs of blanks collapsed (newlines kept: some rules anchor on lines)."""
+    leetspeak-light undone, runs of blanks collapsed (one line break kept: some rules anchor on lines).
+
+    Every step is a single linear pass (translate tables and regular expressions that cannot
+    backtrack), so a 32,000-character message normalises in about a millisecond whatever it holds.
+    """
     if not text.isascii():
-        text = unicodedata.normalize("NFKC", text).translate(_ZERO_WIDTH).lower().translate(_HOMOGLYPHS)
+        text = unicodedata.normalize("NFKC", text).lower().translate(_UNICODE_FOLD)
     else:
         text = text.lower()
     if any(c in text for c in "013457@$!"):
-        text = _LEET_WORD.sub(lambda m: m.group(0).translate(_LEET) if not m.group(0).isdigit() else m.group(0),
-                              text)
-    return _SPACES.sub(" ", text)
+        text = _LEET_WORD.sub(_unleet, text)
+    text = _BLANKS.sub(" ", text)
+    return _LINE_BREAKS.sub("\n", text) if "\n" in text else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +90,34 @@ class Rule:
     label: str
     pattern: re.Pattern[str]
     data_only: bool = False  # applies only to source "tool"/"document"
+    # A linear-time search to use instead of `pattern.search`, for a rule a regular expression
+    # can only express with gaps that rescan (see `comments.find_keyword_comment`).
+    finder: Callable[[str], tuple[int, int] | None] | None = None
+    # Strings the rule cannot match without, derived from `pattern` (see `needles.py`).
+    gate: RuleGate = OPEN_GATE
+
+    def search(self, text: str, seen: dict[str, bool] | None = None) -> tuple[int, int] | None:
+        """The span of the first match in `text` (normalised), or None. `seen`: see `RuleGate.admits`."""
+        if not self.gate.admits(text, seen):
+            return None
+        if self.finder is not None:
+            return self.finder(text)
+        m = self.pattern.search(text)
+        return None if m is None else m.span()
 
 
-def _r(rule_id: str, pattern: str, *, data_only: bool = False) -> Rule:
+def _r(rule_id: str, pattern: str, *, data_only: bool = False,
+       finder: Callable[[re.Pattern[str]], Callable[[str], tuple[int, int] | None]] | None = None) -> Rule:
     label = rule_id.split(".", 1)[0]
     assert label in ATTACK_LABELS, rule_id
-    return Rule(rule_id, label, re.compile(pattern, re.MULTILINE), data_only)
+    compiled = re.compile(pattern, re.MULTILINE)
+    return Rule(rule_id, label, compiled, data_only, finder(compiled) if finder is not None else None,
+                RuleGate(required_literals(pattern, re.MULTILINE)))
+
+
+def _in_comment(keyword: re.Pattern[str]) -> Callable[[str], tuple[int, int] | None]:
+    """An HTML comment of at most 400 characters either side of `keyword`, on one line."""
+    return lambda text: find_keyword_comment(text, keyword, 400)
 
 
 _ALL = r"(?:all |any |the |your |my |of |these |those |every )*"
@@ -211,9 +268,10 @@ RULES: tuple[Rule, ...] = (
        r"(?:^|\\n|[\"'>\[{(])\s*(?:#+ ?|\*\*|\[|<)?(?:system|assistant|developer|admin|operator|ai)(?:\]|>|\*\*)?"
        r"\s*(?:message|instruction|override|note|prompt)?\s*:\s*(?=\S)"),
     _r("indirect.untrusted_escape", r"<\s*/?\s*untrusted\b|\[/?(?:untrusted|end of (?:data|document|tool result))\]"),
+    # `<!--(?:(?!-->).){0,400}?\bKEYWORD\b(?:(?!-->).){0,400}?-->`, searched without rescanning.
     _r("indirect.html_comment_instruction",
-       rf"<!--(?:(?!-->).){{0,400}}?\b(?:{_AI}|ignore|instruction|system|refund|cancel|call|execute|reveal|"
-       r"prompt|tool|transfer|grant|send|e-?mail)\b(?:(?!-->).){0,400}?-->", ),
+       rf"\b(?:{_AI}|ignore|instruction|system|refund|cancel|call|execute|reveal|"
+       r"prompt|tool|transfer|grant|send|e-?mail)\b", finder=_in_comment),
     _r("indirect.addressed_to_ai",
        rf"\b(?:note|message|instructions?|attention|notice|reminder|directive|memo|p\.?s\.?) (?:to|for) (?:the |any |all )?"
        rf"(?:{_AI})s?\b|\b(?:if|when|whenever) (?:you are|you're|an?|the) (?:an? )?(?:{_AI}|automated system)s?\b.{{0,20}}"
@@ -266,12 +324,13 @@ def match_rules(text: str, *, source: str = "user", normalised: bool = False) ->
     norm = text if normalised else normalise(text)
     data = source != "user"
     hits: list[RuleHit] = []
+    seen: dict[str, bool] = {}
     for rule in RULES:
         if rule.data_only and not data:
             continue
-        m = rule.pattern.search(norm)
-        if m is not None:
-            hits.append(RuleHit(rule.id, rule.label, m.span()))
+        span = rule.search(norm, seen)
+        if span is not None:
+            hits.append(RuleHit(rule.id, rule.label, span))
     return hits
 
 

@@ -27,6 +27,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ...core.errors import ValidationError
+from .comments import iter_comments
 from .rules import match_rules, normalise
 
 if TYPE_CHECKING:
@@ -52,11 +53,13 @@ _SCREEN = tuple(w.encode() for w in (
     "all user", "every user", " bot", "dan ", "do anything", "model", "execute", "invoke",
 ))
 
+# Every blank run is read once, possessively, from a start that no other start's run contains:
+# a text of 32,000 blanks or line breaks costs one pass, not one rescan per position.
 _ROLE_MARKER = re.compile(
-    r"(?im)(^|\\n|[\"'>\[{(]|\n|[.!?]\s+)(\s*)(#+ ?|\*\*|\[|<)?(system|assistant|developer)(\]|>|\*\*)?(\s*):(?!//)")
+    r"(?im)(^|\\n|[\"'>\[{(]|[.!?](?=\s))([^\S\n]*+)(#+ ?|\*\*|\[|<)?(system|assistant|developer)(\]|>|\*\*)?"
+    r"(\s*+):(?!//)")
 _TEMPLATE_TOKEN = re.compile(r"(?i)<\|([a-z_]+)\|?>|\[(/?inst)\]|<<(/?sys)>>")
-_UNTRUSTED_TAG = re.compile(r"(?i)<(\s*/?\s*untrusted)")
-_HTML_COMMENT = re.compile(r"<!--(.*?)-->", re.DOTALL)
+_UNTRUSTED_TAG = re.compile(r"(?i)<(\s*+/?\s*+untrusted)")
 _SENTENCE = re.compile(r"[^.!?\n]*(?:[.!?]+|\n|$)")
 _DEFUSED_ONLY = frozenset({"indirect.role_marker", "indirect.untrusted_escape"})
 
@@ -97,7 +100,7 @@ class _Scanner:
     def plain(self, text: str) -> str:
         if not needs_scan(text):
             return text
-        text = _HTML_COMMENT.sub(self._comment, text)
+        text = self._comments(text)
         if REMOVED in text:  # marked (now or before): leave the markers, look at what is between them
             return REMOVED.join(self._sentences(part) for part in text.split(REMOVED))
         return self._sentences(text)
@@ -117,15 +120,27 @@ class _Scanner:
                 out.append(piece)
         return "".join(out)
 
-    def _comment(self, m: re.Match[str]) -> str:
-        body = m.group(1)
+    def _comments(self, text: str) -> str:
+        """Every HTML comment that carries instruction-like text replaced by a marker."""
+        out: list[str] = []
+        last = 0
+        for start, end in iter_comments(text):
+            out.append(text[last:start])
+            out.append(self._comment(text[start:end], text[start + 4:end - 3]))
+            last = end
+        if not out:
+            return text
+        out.append(text[last:])
+        return "".join(out)
+
+    def _comment(self, comment: str, body: str) -> str:
         if body.strip() == REMOVED:
-            return m.group(0)
-        rules = {h.rule_id for h in match_rules(m.group(0), source="tool")} - _DEFUSED_ONLY
+            return comment
+        rules = {h.rule_id for h in match_rules(comment, source="tool")} - _DEFUSED_ONLY
         if rules or any(self.suspicious([body])):
             self.hits += 1
             return f"<!-- {REMOVED} -->"
-        return m.group(0)
+        return comment
 
     def value(self, value: Any) -> Any:
         if isinstance(value, str):
