@@ -102,16 +102,19 @@ class InputGuard:
         return mark_untrusted(text, origin, guard=self)
 
     # -- internals -------------------------------------------------------------------------------
-    def _scores(self, text: str) -> dict[str, float] | None:
+    def _scores(self, text: str, norm: str | None = None) -> dict[str, float] | None:
         if self.classifier is None or not text.strip():
             return None
+        score_normalised = getattr(self.classifier, "score_normalised", None)
+        if norm is not None and score_normalised is not None:
+            return score_normalised(norm)
         return self.classifier.score(text[: self.max_chars])
 
     def _check_user(self, text: str) -> InputVerdict:
         norm = normalise(text[: self.max_chars])
         hits: list[RuleHit] = match_rules(norm, source="user", normalised=True)
         rule_ids = tuple(h.rule_id for h in hits)
-        scores = self._scores(text)
+        scores = self._scores(text, norm)
         attack_p = 1.0 - scores["benign"] if scores else 0.0
         top = max(ATTACK_LABELS, key=lambda lb: scores[lb]) if scores else "benign"
         blocking = [h for h in hits if h.label in _BLOCKING]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -22,9 +23,23 @@ from importlib import resources
 from typing import Any
 
 from ...core.errors import ConfigError, ValidationError
+from .needles import literal_trie
 from .rules import ATTACK_LABELS, LABELS, normalise
 
 HOLDOUT_PERCENT = 20
+# The classifier reads at most this much of a text: the first and the last `_CHUNK` characters and
+# the chunks in between densest in the words instructions are made of. Vectorising costs time
+# linear in what is read (about 5 ms per 2,000 characters), and a whole 32,000-character message
+# would bury a short attack in benign n-grams anyway; the rules read all of it.
+VIEW_CHARS = 2_000
+_CHUNK = 250
+_CUES = re.compile(literal_trie((
+    "ignor", "disregard", "forget", "overrid", "bypass", "instruct", "prompt", "system", "assistant", "develop",
+    "admin", "operator", "root", "sudo", "privileg", "permission", "access", "grant", "escalat", "pretend",
+    "jailbreak", "mode", "rules", "polic", "guideline", "restrict", "reveal", "verbatim", "print", "repeat",
+    "conversation", "transcript", "customer", "user", "database", "untrusted", "agent", "chatbot", "llm",
+    "execute", "invoke", "tool", "<|", "[inst", "<<sys", "<!--", ":write",
+)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +78,24 @@ def split(examples: Sequence[Example]) -> tuple[list[Example], list[Example]]:
     train = [e for e in examples if not is_holdout(e.text)]
     test = [e for e in examples if is_holdout(e.text)]
     return train, test
+
+
+def view(norm: str, limit: int = VIEW_CHARS) -> str:
+    """What the classifier reads of a normalised text: all of it up to `limit` characters; beyond,
+    the first and last chunks plus the chunks with the most instruction words, in text order.
+
+    One linear pass (a regular expression of plain words) picks the chunks, so the cost of a long
+    text is bounded by `limit`, not by its length."""
+    if len(norm) <= limit:
+        return norm
+    n_chunks = -(-len(norm) // _CHUNK)
+    counts = [0] * n_chunks
+    for m in _CUES.finditer(norm):
+        counts[m.start() // _CHUNK] += 1
+    keep = {0, n_chunks - 1}
+    ranked = sorted((i for i in range(1, n_chunks - 1) if counts[i]), key=lambda i: (-counts[i], i))
+    keep.update(ranked[: max(0, limit // _CHUNK - 2)])
+    return " ".join(norm[i * _CHUNK:(i + 1) * _CHUNK] for i in sorted(keep))
 
 
 def _require_sklearn() -> Any:
@@ -153,13 +186,17 @@ class InjectionClassifier:
     def score(self, text: str) -> dict[str, float]:
         if not isinstance(text, str):
             raise ValidationError(f"text must be a str, got {type(text).__name__}")
-        probs = self._pipeline.predict_proba([normalise(text)])[0]
+        return self.score_normalised(normalise(text))
+
+    def score_normalised(self, norm: str) -> dict[str, float]:
+        """`score` of a text that already went through `normalise` (the guard has it at hand)."""
+        probs = self._pipeline.predict_proba([view(norm)])[0]
         return {label: float(p) for label, p in zip(self.labels, probs, strict=True)}
 
     def score_many(self, texts: Sequence[str]) -> list[dict[str, float]]:
         if not texts:
             return []
-        matrix = self._pipeline.predict_proba([normalise(t) for t in texts])
+        matrix = self._pipeline.predict_proba([view(normalise(t)) for t in texts])
         return [{label: float(p) for label, p in zip(self.labels, row, strict=True)} for row in matrix]
 
     def attack_probability(self, text: str) -> float:
