@@ -17,8 +17,9 @@ REPEATED = "repeated: not executed again"  # the loop's marker of a call it did 
 
 
 async def screen_input(guardrails: TurnGuardrails | None, state: TurnState, text: str) -> bool:
-    """Input guardrails on the customer's message; True when it must not reach the model."""
-    verdict = guardrails.screen(text) if guardrails is not None else None
+    """Input guardrails on the customer's message; True when it must not reach the model. A long
+    message is screened on a worker thread, so other sessions are served meanwhile."""
+    verdict = await guardrails.screen_async(text) if guardrails is not None else None
     if verdict is None:
         return False
     if verdict.triggered and state.emit is not None:

@@ -430,7 +430,7 @@ class Runtime:
         budget = self.agent.limits.max_tool_result_tokens
         content = truncate_result(outcome.value, tool.essential_fields, budget, self.counter)
         if self.guardrails is not None:
-            content, verdict = self.guardrails.screen_tool_result(content, call.name)
+            content, verdict = await self.guardrails.screen_tool_result_async(content, call.name)
             if verdict is not None and verdict.triggered and state.emit is not None:
                 await state.emit(EventType.GUARDRAIL_TRIGGERED, **verdict.event_payload())
         state.messages.append(ToolResultMessage(call.id, call.name, content))
