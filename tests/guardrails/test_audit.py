@@ -29,7 +29,7 @@ from concierge.tools.pipeline import TransactionalExecutor
 PARTITIONS = 8
 TENANT = "acme"
 TARGET = "conv-target"
-CHILD = f"{TARGET}.billing"
+CHILD = f"{TARGET}.:billing"
 TURNS = 50
 OTHERS = 200
 OTHER_TURNS = 10
@@ -85,7 +85,7 @@ def turn_events(clock: Clock, conversation: str, turn: int, rng: random.Random, 
     add(EventType.TOOL_CALL_START, tool=tool_name, arguments={"order_id": order})
     if handoff:
         add(EventType.HANDOFF, **{"from": "supervisor", "to": "billing", "task": "refund", "status": "done",
-                                  "attempts": 1, "session_id": f"{conversation}.billing"})
+                                  "attempts": 1, "session_id": f"{conversation}.:billing"})
     if refused:
         add(EventType.TOOL_CALL_END, tool=tool_name, status="refused", latency_ms=0.4, error="missing scope")
         add(EventType.PERMISSION_DENIED, same_instant=True, tool=tool_name, arguments={"order_id": order},
@@ -446,23 +446,31 @@ async def test_bad_input_is_a_validation_error(index: AuditIndex) -> None:
 
 
 async def test_a_child_without_its_parent_is_not_a_conversation(index: AuditIndex) -> None:
-    await index.add(child_turn(Clock(), "p1.billing", 1))
+    await index.add(child_turn(Clock(), "p1.:billing", 1))
     with pytest.raises(UnknownConversationError):
         await AuditTrail(index)(TENANT, "p1")
-    assert (await AuditTrail(index)(TENANT, "p1.billing")).conversations == ("p1.billing",)
+    assert (await AuditTrail(index)(TENANT, "p1.:billing")).conversations == ("p1.:billing",)
+
+
+async def test_a_client_session_named_like_a_child_is_not_one(index: AuditIndex) -> None:
+    """`p1.x` is another client session of the tenant, not a specialist's child of `p1`."""
+    clock = Clock()
+    await index.add(turn_events(clock, "p1", 1, random.Random(5)) + turn_events(clock, "p1.x", 1, random.Random(6))
+                    + child_turn(clock, "p1.:billing", 1))
+    assert (await AuditTrail(index)(TENANT, "p1")).conversations == ("p1", "p1.:billing")
 
 
 async def test_the_index_on_postgresql(postgres_db: Any) -> None:
     index = AuditIndex(postgres_db.async_url)
     try:
         clock = Clock()
-        mine = turn_events(clock, "pg_1", 1, random.Random(3)) + child_turn(clock, "pg_1.billing", 1)
-        decoys = turn_events(clock, "pg_10", 1, random.Random(4)) + child_turn(clock, "pg_1x.billing", 1) \
-            + child_turn(clock, "pg_1_billing", 1)  # "_" is a LIKE wildcard: escaped, it matches nothing
+        mine = turn_events(clock, "pg_1", 1, random.Random(3)) + child_turn(clock, "pg_1.:billing", 1)
+        decoys = turn_events(clock, "pg_10", 1, random.Random(4)) + child_turn(clock, "pg_1x.:billing", 1) \
+            + turn_events(clock, "pg_1.x", 1, random.Random(5)) + child_turn(clock, "pg_1_billing", 1)  # "_" is a LIKE wildcard: escaped, it matches nothing
         assert await index.add(mine + decoys) == len(mine) + len(decoys)
         assert await index.add(mine) == 0
         decisions = await AuditTrail(index)(TENANT, "pg_1")
-        assert decisions.conversations == ("pg_1", "pg_1.billing")
+        assert decisions.conversations == ("pg_1", "pg_1.:billing")
         assert _ids(decisions.events) == _ids(mine)
     finally:
         await index.close()

@@ -24,3 +24,14 @@ class SequentialIds:
 
     def new(self, prefix: str) -> str:
         return f"{prefix}_{next(self._counter)}"
+
+
+# Between a parent session and a specialist's name in a child session id: `<parent>.:<name>`.
+# ":" never appears in a client's session id, so no client can open, read or write a specialist's
+# session by naming it, and the audit trail and erasure find a session's children by this prefix alone.
+CHILD_SESSION_SEPARATOR = ".:"
+
+
+def is_child_of(conversation_id: str, parent: str) -> bool:
+    """`conversation_id` is a specialist's child session of `parent` (at any depth)."""
+    return conversation_id.startswith(parent + CHILD_SESSION_SEPARATOR)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ..core.ids import CHILD_SESSION_SEPARATOR, is_child_of
 from .base import TOMBSTONE, Matcher, hashed
 
 if TYPE_CHECKING:
@@ -41,8 +42,8 @@ async def compact_sqlite(engine: AsyncEngine) -> None:
 
 
 def in_sessions(conversation_id: str, sessions: Iterable[str]) -> bool:
-    """The conversation is one of these sessions or a specialist's child of one (`id.name`)."""
-    return any(conversation_id == s or conversation_id.startswith(s + ".") for s in sessions)
+    """The conversation is one of these sessions or a specialist's child of one (`id.:name`)."""
+    return any(conversation_id == s or is_child_of(conversation_id, s) for s in sessions)
 
 
 class UserSessions:
@@ -293,7 +294,7 @@ class RedisKeysStore:
         out: list[bytes] = []
         async for key in self.client.scan_iter(match=pattern, count=1000):
             text = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
-            mine = any("{" + s + "}" in text or "{" + s + "." in text for s in known) or (
+            mine = any("{" + s + "}" in text or "{" + s + CHILD_SESSION_SEPARATOR in text for s in known) or (
                 has_tenant.search(text) is not None and matcher.mentions(text))
             if mine and _text(await self.client.type(key)) != "stream":
                 out.append(key if isinstance(key, bytes) else text.encode())

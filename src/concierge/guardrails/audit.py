@@ -16,7 +16,7 @@ events directly (tests, back-fills), with the same idempotency.
 conversation's turns in order, each with the user's words, the retrievals, the reasoning steps, the
 guardrail verdicts, the tool calls and their outcomes (and ledger status, given a ledger), the
 permission denials, the confirmations asked for, the escalations, the handoffs and the reply; the
-turns of specialists it handed off to (conversation ids `f"{conversation_id}.{name}"`) sit inside
+turns of specialists it handed off to (conversation ids `f"{conversation_id}.:{name}"`) sit inside
 the turn that ran them.
 """
 
@@ -53,6 +53,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..core.errors import ConciergeError, ValidationError
 from ..core.events import AgentEvent, EventType
+from ..core.ids import CHILD_SESSION_SEPARATOR
 from ..core.sqldb import SqlBacked, UTCDateTime
 
 if TYPE_CHECKING:
@@ -274,13 +275,11 @@ class AuditIndex(SqlBacked):
         c = audit_events.c
         which = c.conversation_id == conversation_id
         if children:
-            prefix = f"{conversation_id}."
+            prefix = conversation_id + CHILD_SESSION_SEPARATOR
             if self.engine.dialect.name == "sqlite":
-                # One range the (tenant, conversation_id, …) index answers: SQLite compares bytes and
-                # "/" follows "." (and "-"), so [id, id + "/") holds the id, its children and ids
-                # like "id-2", which the second test drops.
-                which = and_(c.conversation_id >= conversation_id, c.conversation_id < f"{conversation_id}/",
-                             or_(which, c.conversation_id >= prefix))
+                # Ranges the (tenant, conversation_id, …) index answers: SQLite compares bytes, and
+                # ";" follows ":", so [prefix, id + ".;") holds exactly the children.
+                which = or_(which, and_(c.conversation_id >= prefix, c.conversation_id < f"{conversation_id}.;"))
             else:  # a collation-independent test (index it with text_pattern_ops on PostgreSQL)
                 which = or_(which, c.conversation_id.startswith(prefix, autoescape=True))
         query = (select(c.event_id, c.type, c.ts, c.tenant, c.conversation_id, c.turn, c.payload, c.trace_id,

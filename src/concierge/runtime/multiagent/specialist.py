@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from ...core.errors import ConfigError, ValidationError
+from ...core.ids import CHILD_SESSION_SEPARATOR
 from ...core.principal import Principal
 from ..agent import Agent
 from ..runtime import SESSION_ID_RE
@@ -23,11 +24,7 @@ _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 _FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 HANDOFF_PREFIX = "handoff_to_"
 MAX_SESSION_ID = 128
-# Between the parent session and the specialist's name in a child session id: `<parent>.:<name>`.
-# It starts with "." so the audit trail and erasure still find children by the `<parent>.` prefix,
-# and holds ":", which client session ids cannot (serving names a session `tenant:id`, id without
-# ':'), so no client can open, read or write a specialist's session by naming it.
-CHILD_SEPARATOR = ".:"
+CHILD_SEPARATOR = CHILD_SESSION_SEPARATOR  # `<parent>.:<name>`: a namespace clients cannot create
 
 
 @dataclass(frozen=True, slots=True)
