@@ -15,7 +15,7 @@ from .core.errors import ConfigError
 from .guardrails.caps import Measure, caps_check
 from .guardrails.input import InputGuard
 from .guardrails.turn import TurnGuardrails
-from .guardrails.usage import UsageStore, usage_from_url
+from .guardrails.usage import SqlUsage, UsageStore, usage_from_url
 from .llm.base import ChatModel, ModelSettings
 from .llm.pricing import DEFAULT_PRICES, PriceTable
 from .runtime.agent import Limits
@@ -23,7 +23,7 @@ from .runtime.sessions.base import SessionStore
 from .runtime.sessions.memory import InMemorySessionStore
 from .runtime.tracing import default_tracer, make_tracer_provider
 from .settings import Settings
-from .tools.ledger import InMemoryLedger, SqlLedger
+from .tools.ledger import InMemoryLedger, Ledger, SqlLedger
 from .tools.pipeline import TransactionalExecutor
 
 if TYPE_CHECKING:
@@ -95,16 +95,19 @@ def build_executor(settings: Settings, measures: Mapping[str, Measure] | None = 
     ledger = InMemoryLedger() if url == "memory" else SqlLedger(url)
     caps = settings.caps
     if measures and not (caps.default.empty and all(c.empty for c in caps.tenants.values())):
-        usage = build_usage(settings)
+        usage = build_usage(settings, ledger)
         return TransactionalExecutor(ledger, checks=[caps_check(caps, measures, ledger=ledger, usage=usage)])
     return TransactionalExecutor(ledger)
 
 
-def build_usage(settings: Settings) -> UsageStore:
+def build_usage(settings: Settings, ledger: Ledger | None = None) -> UsageStore:
     """Where refund totals are kept: `[caps] usage_url`, else the sessions' database, shared by every
-    worker and kept across restarts (in this process only when sessions are in memory)."""
-    url = settings.caps.usage_url or settings.sessions.url
-    return usage_from_url(url, lease_s=settings.caps.usage_lease_s)
+    worker and kept across restarts (in this process only when sessions are in memory). On the
+    sessions' database it shares the ledger's engine, so closing the ledger closes it too."""
+    config = settings.caps
+    if config.usage_url is None and isinstance(ledger, SqlLedger):
+        return SqlUsage.from_engine(ledger.engine, lease_s=config.usage_lease_s)
+    return usage_from_url(config.usage_url or settings.sessions.url, lease_s=config.usage_lease_s)
 
 
 def build_memory(settings: Settings) -> Memory | None:

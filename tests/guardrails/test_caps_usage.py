@@ -19,7 +19,7 @@ import pytest
 from concierge.core import Principal, ToolError
 from concierge.core.errors import ToolOutcomeUnknown
 from concierge.core.messages import ToolCall
-from concierge.factory import build_usage
+from concierge.factory import build_executor, build_usage
 from concierge.guardrails.caps import caps_check, from_arguments
 from concierge.guardrails.usage import Claim, InMemoryUsage, RedisUsage, SqlUsage, UsageStore
 from concierge.settings import Settings
@@ -136,17 +136,6 @@ async def test_release_by_reference_drops_what_the_call_committed(make_store):
     assert await store.spent_today(T, C, DAY) == 1000
 
 
-def test_the_default_wiring_keeps_usage_in_the_sessions_database(tmp_path: Path):
-    settings = Settings(sessions={"url": f"sqlite+aiosqlite:///{tmp_path / 's.db'}"})
-    assert isinstance(build_usage(settings), SqlUsage)
-    assert isinstance(build_usage(Settings(sessions={"url": "memory"})), InMemoryUsage)
-    chosen = Settings(sessions={"url": "memory"}, caps={"usage_url": f"sqlite+aiosqlite:///{tmp_path / 'u.db'}",
-                                                         "usage_lease_s": 60})
-    store = build_usage(chosen)
-    assert isinstance(store, SqlUsage) and store.lease_s == 60
-    assert isinstance(build_usage(Settings(caps={"usage_url": "redis://127.0.0.1:1/0"})), RedisUsage)
-
-
 # ------------------------------------------------------------------------------------- settled by the check
 
 PAID: list[str] = []
@@ -240,3 +229,21 @@ async def test_a_compensated_refund_releases_its_share_of_the_cap(tmp_path: Path
     again = await run(ex, refund, order_id="W8", amount_usd=95)
     assert again.status == "succeeded" and PAID == ["W8"]
     await store.close()
+
+
+async def test_the_default_wiring_keeps_usage_in_the_sessions_database(tmp_path: Path):
+    settings = Settings(sessions={"url": f"sqlite+aiosqlite:///{tmp_path / 's.db'}"},
+                        caps={"default": {"max_refund_per_customer_per_day_usd": 100}})
+    executor = build_executor(settings, MEASURES)
+    caps = executor.outer.inner  # type: ignore[attr-defined]
+    assert isinstance(caps.usage, SqlUsage) and caps.usage.engine is executor.ledger.engine  # closed with it
+    outcome = await run(executor, refund, order_id="W1", amount_usd=60)
+    assert outcome.status == "succeeded" and await caps.usage.spent_today(T, C, today()) == 6000
+    await executor.ledger.close()  # type: ignore[attr-defined]
+    assert isinstance(build_usage(settings), SqlUsage)
+    assert isinstance(build_usage(Settings(sessions={"url": "memory"})), InMemoryUsage)
+    chosen = Settings(sessions={"url": "memory"}, caps={"usage_url": f"sqlite+aiosqlite:///{tmp_path / 'u.db'}",
+                                                         "usage_lease_s": 60})
+    store = build_usage(chosen)
+    assert isinstance(store, SqlUsage) and store.lease_s == 60
+    assert isinstance(build_usage(Settings(caps={"usage_url": "redis://127.0.0.1:1/0"})), RedisUsage)

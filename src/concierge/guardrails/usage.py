@@ -33,7 +33,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self
 
 from sqlalchemy import (
     BigInteger,
@@ -53,7 +53,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..core.clock import Clock, SystemClock
 from ..core.sqldb import SqlBacked, UTCDateTime, ensure_parent_dir
@@ -257,10 +257,13 @@ class SqlUsage(SqlBacked):
         self.lease_s = lease_s
         self.clock = clock or SystemClock()
 
-    def _setup(self, engine: Any) -> None:
-        super()._setup(engine)
-        self.lease_s = DEFAULT_LEASE_S
-        self.clock = SystemClock()
+    @classmethod
+    def from_engine(cls, engine: AsyncEngine, *, lease_s: float = DEFAULT_LEASE_S,
+                    clock: Clock | None = None) -> Self:
+        """On an engine built elsewhere (the ledger's: one pool for both, closed with it)."""
+        store = super().from_engine(engine)
+        store.lease_s, store.clock = lease_s, clock or SystemClock()
+        return store
 
     async def _ensure_schema(self) -> None:
         """Create the tables once, under a lock, so workers starting together on a new database do not race."""
