@@ -21,7 +21,8 @@ from concierge.core.errors import ToolOutcomeUnknown
 from concierge.core.messages import ToolCall
 from concierge.factory import build_executor, build_usage
 from concierge.guardrails.caps import caps_check, from_arguments
-from concierge.guardrails.usage import Claim, InMemoryUsage, RedisUsage, SqlUsage, UsageStore
+from concierge.guardrails.usage import Claim, InMemoryUsage, SqlUsage, UsageStore
+from concierge.guardrails.usage_redis import RedisUsage
 from concierge.settings import Settings
 from concierge.tools import (
     Compensation,
