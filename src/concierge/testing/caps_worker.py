@@ -8,7 +8,7 @@ test can add up what was really paid out.
 
 Protocol on stdio: the worker prints `ready` once built, waits for a line on stdin (`go`), runs
 every refund in `refunds` at once (`asyncio.gather`), then prints one JSON line: a list of
-`{"order_id", "amount_usd", "status", "error"}`.
+`{"order_id", "amount_usd", "status", "error"}`. `refund_all(config)` does the same in-process.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import os
 import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
+from contextlib import closing
 from typing import Any
 
 from ..core.messages import ToolCall
@@ -31,11 +32,11 @@ from ..tools.tool import Tool, ToolContext, tool
 
 def refund_tool(effects_db: str) -> Tool:
     """A refund whose effect is a row in `effects_db` (shared by every worker)."""
-    with sqlite3.connect(effects_db, timeout=30) as db:
+    with closing(sqlite3.connect(effects_db, timeout=30)) as db, db:
         db.execute("CREATE TABLE IF NOT EXISTS refunds (order_id TEXT, customer TEXT, cents INTEGER, pid INTEGER)")
 
     def pay(order_id: str, customer: str, cents: int) -> None:
-        with sqlite3.connect(effects_db, timeout=30) as db:
+        with closing(sqlite3.connect(effects_db, timeout=30)) as db, db:
             db.execute("INSERT INTO refunds VALUES (?, ?, ?, ?)", (order_id, customer, cents, os.getpid()))
 
     @tool(effect="write", idempotent=True, confirm=False)
