@@ -49,7 +49,8 @@ def with_facts(reply: str, state: TurnState) -> str:
         if (call.name, render(call.arguments)) in succeeded:
             continue  # it failed first and went through later in the turn (a replanned step)
         label = "Not confirmed" if outcome.status == "unknown" else "Not done"
-        parts.append(f"{label}: {call.name}({render(call.arguments)}): {error_message(outcome.error or '')}")
+        why = error_message(outcome.error or "").removeprefix(f"{label}: ")  # said once, not twice
+        parts.append(f"{label}: {call.name}({render(call.arguments)}): {why}")
     if state.citations and not any(c in reply for c in state.citations):
         parts.append("Sources: " + ", ".join(f"[{c}]" for c in state.citations))
     return "\n\n".join(p for p in parts if p)

@@ -70,6 +70,7 @@ def step_to_dict(step: TraceStep) -> dict[str, Any]:
         "kind": step.kind, "name": step.name, "arguments": step.arguments, "result": step.result_summary,
         "latency_ms": round(step.latency_ms, 3), "input_tokens": step.input_tokens,
         "output_tokens": step.output_tokens, "cost_usd": step.cost_usd, "error": step.error,
+        "status": step.status,
     }
 
 
@@ -93,6 +94,9 @@ class TurnResult:
     notices: tuple[str, ...] = ()
     # The strategy's steps: thoughts, plans, branches, routing, with confidence, latency and tokens.
     reasoning: tuple[ReasoningStep, ...] = ()
+    # Every action of the session the customer was asked to confirm, with where it stands after
+    # this turn (pending, confirmed, declined, executed, refused...): what their cards show.
+    actions: tuple[PendingAction, ...] = ()
 
     @property
     def handed_off(self) -> bool:

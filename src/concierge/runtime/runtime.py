@@ -25,12 +25,13 @@ from ..guardrails.turn import BLOCKED_REPLY, UNTRUSTED_NOTE, TurnGuardrails
 from ..llm.base import ModelResponse, TextDelta, ToolChoice
 from ..llm.tokens import EstimatingCounter, TokenCounter
 from ..memory import Extraction, ExtractionError, Memory
-from ..tools.confirmation import question, settle_pending
+from ..tools.confirmation import Decision, PendingAction, pending_actions
 from ..tools.executor import DirectExecutor, ToolExecutor
 from ..tools.outcome import ToolOutcome, error_message
 from ..tools.tool import ToolContext
 from .agent import Agent
 from .closing import close_open_calls, emit_outcome, emit_tool_end, with_facts
+from .confirming import ask_confirmation, decision_payload, open_decision, take_answer
 from .context import ContextBuilder, ModelSummarizer, Summarizer, TokenTally
 from .driver import UNSTATED_CONFIDENCE, RuntimeDriver, record_step, stated_confidence
 from .emitting import TurnEmitter
@@ -110,14 +111,18 @@ class Runtime:
             await recover(self.agent.registry)
         self._recovered = True
 
-    async def turn(self, session_id: str, user_message: str, principal: Principal | str = "anonymous", *,
-                   observer: TurnObserver | None = None) -> TurnResult:
+    async def turn(self, session_id: str, user_message: str | Decision, principal: Principal | str = "anonymous",
+                   *, observer: TurnObserver | None = None) -> TurnResult:
         """Handle one user message; messages for the same session run one at a time, in arrival order.
 
+        `user_message` is the customer's text, or a `Decision`: a press of Confirm or Decline on one
+        pending action, which settles exactly that action (`ActionNotPending` if it is not waiting),
+        is not screened as free text, and stays in the history as a confirmation marker.
         `principal` comes from authentication: its scopes decide which tools may run. `observer`
         receives the turn's events as they happen (tokens, tool calls, confirmation requests).
         """
         _validate_turn_input(session_id, user_message, principal)
+        decision = user_message if isinstance(user_message, Decision) else None
         principal = as_principal(principal)
         if not self._recovered:
             await self.recover()
@@ -126,6 +131,10 @@ class Runtime:
             with SpanScope(self.tracer, "concierge.turn", attributes) as span:
                 store = self.store
                 session = await store.load(session_id) or await store.create(session_id, self.clock.now())
+                decided = None
+                if decision is not None:
+                    decided, user_message = open_decision(session.state, decision)
+                assert isinstance(user_message, str)
                 state = TurnState(session_id, principal, [UserMessage(user_message)],
                                   window_start=session.window_start, summary=session.summary, observer=observer,
                                   history=session.history)
@@ -133,13 +142,15 @@ class Runtime:
                 if self.events is not None:
                     state.emit = TurnEmitter(self.events, principal.tenant, session_id, session.turns + 1,
                                              span_id_hex(span), principal.user_id, agent_version(self.agent))
-                    await state.emit(EventType.MESSAGE_RECEIVED, text=user_message)
+                    await state.emit(EventType.MESSAGE_RECEIVED, text=user_message, **(
+                        {"decision": decision_payload(decision, decided)} if decision and decided else {}))
                 notices = getattr(self.executor, "notices", None)
                 if notices is not None:
                     state.notices = await notices(session_id)
                     state.new_pins.extend(state.notices)
                 stopped_by: str | None = None
-                blocked = await screen_input(self.guardrails, state, user_message)
+                # A decision carries no free text: there is nothing to screen.
+                blocked = decided is None and await screen_input(self.guardrails, state, user_message)
                 if self.memory is not None and not blocked:
                     state.instructions = await recalled_instructions(self.memory, self.instructions, session, state,
                                                                     user_message, self.memory_tokens)
@@ -149,7 +160,8 @@ class Runtime:
                         if blocked:  # the model never sees it
                             reply, stopped_by = BLOCKED_REPLY, "guardrail"
                         else:
-                            reply, stopped_by = await self._run_confirmed(session, state, user_message, guard)
+                            reply, stopped_by = await self._run_confirmed(session, state, user_message, guard,
+                                                                          decided)
                         if stopped_by is None:
                             # After running confirmed actions the model reports; it is not forced to act.
                             ran_confirmed = any(s.kind == "tool" for s in state.steps)
@@ -157,7 +169,7 @@ class Runtime:
                                                    "auto" if ran_confirmed else None)
                             reply, stopped_by = await self.strategy.run(driver)
                             if stopped_by is None and state.pending:
-                                reply, stopped_by = await self._ask_confirmation(state)
+                                reply, stopped_by = await ask_confirmation(state)
                             elif stopped_by is None and not reply.strip():
                                 reply, stopped_by = self._handoff(session, state), "empty_reply"
                 except TimeoutError:
@@ -182,7 +194,8 @@ class Runtime:
                 ))
                 return TurnResult(session_id, reply, tuple(state.steps), state.usage, stopped_by,
                                   span_id_hex(span), tuple(state.messages), tuple(state.pending),
-                                  state.escalation, tuple(state.notices), tuple(state.reasoning))
+                                  state.escalation, tuple(state.notices), tuple(state.reasoning),
+                                  tuple(pending_actions(session.state, None)))
 
     async def _loop(self, session: Session, state: TurnState, guard: LoopGuard,
                     first_choice: ToolChoice | None = None, *, strategy: Strategy = "react",
@@ -237,7 +250,7 @@ class Runtime:
                 if state.escalation is not None:
                     return self._escalate(state), "escalated"
             if state.pending:
-                return await self._ask_confirmation(state)
+                return await ask_confirmation(state)
         return self._handoff(session, state), "max_steps"
 
     async def _record_thought(self, state: TurnState, strategy: Strategy, message: AssistantMessage,
@@ -256,17 +269,6 @@ class Runtime:
             await record_step(state, ReasoningStep(strategy, "thought", thought[:SUMMARY_CHARS], value,
                                                    Action(call.name, call.arguments), **cost))
             cost = {}  # the model call is counted once, on its first step
-
-    async def _ask_confirmation(self, state: TurnState) -> tuple[str, str]:
-        """Pause the turn on its pending actions: tell the watchers, ask the customer."""
-        if state.observer is not None or state.emit is not None:
-            actions = [{"id": a.id, "tool": a.tool, "arguments": a.arguments, "description": a.describe()}
-                       for a in state.pending]
-            if state.observer is not None:
-                await state.observer(TurnEvent("confirmation_requested", {"actions": actions}))
-            if state.emit is not None:
-                await state.emit(EventType.CONFIRMATION_REQUESTED, actions=actions)
-        return question(state.pending), "awaiting_confirmation"
 
     async def end_conversation(self, session_id: str, principal: Principal | str = "anonymous") -> Extraction | None:
         """The conversation is over: extract what is worth remembering about the customer (with the
@@ -290,10 +292,10 @@ class Runtime:
         return ToolContext(state.session_id, state.principal, session.state, emit=state.emit,
                            user_message=first.content if isinstance(first, UserMessage) else "")
 
-    async def _run_confirmed(self, session: Session, state: TurnState, text: str,
-                             guard: LoopGuard) -> tuple[str, str | None]:
+    async def _run_confirmed(self, session: Session, state: TurnState, text: str, guard: LoopGuard,
+                             decided: PendingAction | None = None) -> tuple[str, str | None]:
         """If actions await this user's answer: run them on a clear yes, drop them otherwise."""
-        answer, actions = settle_pending(session.state, text)
+        answer, actions = take_answer(session.state, text, decided)
         if answer != "yes":
             return "", None
         calls = [ToolCall(f"confirmed-{a.id}", a.tool, a.arguments) for a in actions]
@@ -403,10 +405,11 @@ class Runtime:
             if outcome.error is not None:
                 span.set_attribute("concierge.tool.status", outcome.status)
                 span.set_attribute("concierge.tool.error", outcome.error[:SUMMARY_CHARS])
+        status = "pending" if outcome.pending else outcome.status  # what the customer sees on the tool's chip
         if state.observer is not None:
             await state.observer(TurnEvent("tool_finished", {
-                "id": call.id, "name": call.name, "status": "pending" if outcome.pending else outcome.status,
-                "latency_ms": round(latency_ms, 3), "error": outcome.error}))
+                "id": call.id, "name": call.name, "status": status, "latency_ms": round(latency_ms, 3),
+                "error": outcome.error}))
         if state.emit is not None:
             await emit_tool_end(state.emit, call, outcome, latency_ms)
         if outcome.pending is not None:
@@ -424,7 +427,7 @@ class Runtime:
                     content = f"{content}\n{note}"
             state.messages.append(ToolResultMessage(call.id, call.name, content, True))
             state.steps.append(TraceStep("tool", call.name, call.arguments, content[:SUMMARY_CHARS], latency_ms,
-                                         error=outcome.error))
+                                         error=outcome.error, status=status))
             return outcome.error is not BLOCKED, outcome
         assert tool is not None
         budget = self.agent.limits.max_tool_result_tokens
@@ -434,7 +437,8 @@ class Runtime:
             if verdict is not None and verdict.triggered and state.emit is not None:
                 await state.emit(EventType.GUARDRAIL_TRIGGERED, **verdict.event_payload())
         state.messages.append(ToolResultMessage(call.id, call.name, content))
-        state.steps.append(TraceStep("tool", call.name, call.arguments, content[:SUMMARY_CHARS], latency_ms))
+        state.steps.append(TraceStep("tool", call.name, call.arguments, content[:SUMMARY_CHARS], latency_ms,
+                                     status=status))
         guard.record_success(call, content, changed_state=tool.writes)
         if isinstance(outcome.value, dict) and isinstance(cited := outcome.value.get("cite"), list):
             state.citations.extend(str(c) for c in cited if str(c) not in state.citations)
@@ -479,9 +483,11 @@ def _validate_turn_input(session_id: object, user_message: object, principal: ob
             f"invalid session id {session_id!r}",
             hint="use 1-128 characters from letters, digits and . _ : @ -",
         )
-    if not isinstance(user_message, str) or not user_message.strip():
+    if isinstance(user_message, Decision):
+        pass  # validated when it was built
+    elif not isinstance(user_message, str) or not user_message.strip():
         raise ValidationError("the user message is empty", hint="send the customer's text")
-    if len(user_message) > MAX_USER_MESSAGE_CHARS:
+    elif len(user_message) > MAX_USER_MESSAGE_CHARS:
         raise ValidationError(
             f"the user message has {len(user_message)} characters",
             hint=f"send at most {MAX_USER_MESSAGE_CHARS} characters per message",

@@ -36,6 +36,9 @@ class TraceStep:
     output_tokens: int = 0
     cost_usd: float = 0.0
     error: str | None = None
+    # A tool step the customer saw run: what became of it ("succeeded", "failed", "refused",
+    # "pending" for a confirmation asked...); None for a step that was not executed (a repeat).
+    status: str | None = None
 
 
 def default_tracer() -> trace.Tracer:

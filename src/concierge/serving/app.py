@@ -33,6 +33,7 @@ from ..events.producer import FlusherStoppedError
 from ..runtime.events import TurnEvent
 from ..security.auth import Caller, Forbidden, Unauthenticated, issue_jwt, scopes_for, session_access
 from ..security.onetime import OneTimeTokens
+from ..tools.confirmation import Decision
 from .errors import ApiError, error_body, install_error_handlers, status_of
 from .limits import DEFAULT_MAX_BODY_BYTES, RequestLimits
 from .records import SESSION_ID_MAX, SESSION_ID_PATTERN
@@ -252,14 +253,14 @@ def create_app(service: TurnService, options: ServeOptions | None = None, *,
     @app.post("/v1/sessions/{session_id}/actions/{action_id}/confirm", tags=["sessions"])
     async def confirm(who: Auth, session_id: SessionId,
                       action_id: Annotated[str, PathParam(min_length=1, max_length=100)]) -> dict[str, Any]:
-        """Confirm the pending action: it runs exactly as it was shown."""
-        return await service.answer(who, session_id, "yes", action_id=action_id)
+        """Confirm the pending action: it runs exactly as it was shown (a structured decision, not text)."""
+        return await service.answer(who, session_id, Decision(action_id, "confirm"))
 
     @app.post("/v1/sessions/{session_id}/actions/{action_id}/decline", tags=["sessions"])
     async def decline(who: Auth, session_id: SessionId,
                       action_id: Annotated[str, PathParam(min_length=1, max_length=100)]) -> dict[str, Any]:
-        """Decline the pending action: nothing is done."""
-        return await service.answer(who, session_id, "no", action_id=action_id)
+        """Decline the pending action: nothing is done, and it is not proposed again unless asked for."""
+        return await service.answer(who, session_id, Decision(action_id, "decline"))
 
     @app.get("/v1/sessions/{session_id}/turns", tags=["console"])
     async def turns(who: Auth, session_id: SessionId) -> dict[str, Any]:
@@ -392,8 +393,7 @@ def create_app(service: TurnService, options: ServeOptions | None = None, *,
             await websocket.send_json(event.to_dict())
 
         async def turn(raw: str) -> dict[str, Any]:
-            text, action_id = _ws_request(raw)
-            return await service.answer(who, session_id, text, action_id=action_id, observer=forward)
+            return await service.answer(who, session_id, _ws_request(raw), observer=forward)
 
         try:
             await serve_frames(websocket, options.max_frame_bytes, turn)
@@ -424,8 +424,8 @@ def service_caller_check(who: Caller, info: Any) -> None:
         raise Forbidden("this session belongs to another user")
 
 
-def _ws_request(raw: str) -> tuple[str, str | None]:
-    """(text, action_id) from a frame, parsed and validated as REST parses and validates its bodies."""
+def _ws_request(raw: str) -> str | Decision:
+    """The text or the decision (confirm, decline) a frame carries, validated as REST validates bodies."""
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
@@ -440,5 +440,5 @@ def _ws_request(raw: str) -> tuple[str, str | None]:
         where = ".".join(str(p) for p in loc) or "frame"
         raise ValidationError(f"{where}: {first.get('msg', 'invalid')}", hint=FRAME_HINT) from None
     if isinstance(frame, StreamMessageIn):
-        return frame.text, None
-    return ("yes" if frame.type == "confirm" else "no"), frame.action_id
+        return frame.text
+    return Decision(frame.action_id, frame.type)

@@ -1,16 +1,20 @@
 """What the server knows about sessions beyond the conversation: owner, tenant and each turn's trace.
 
 The runtime's session store keeps the conversation; this directory keeps who may see it and a
-record of every turn (steps with their latencies, the reply, why it stopped), which is what the
-operator console lists and draws. Session ids are chosen by clients, so inside the runtime a
-session is named `tenant:id`: two tenants using the same id never share a conversation.
+record of every turn (steps with their latencies, the reply, why it stopped, the confirmation the
+customer gave with a button), which is what the operator console lists and draws and what the chat
+page redraws a conversation from (`turn_view`: the same shape the live stream ends each turn with).
+Session ids are chosen by clients, so inside the runtime a session is named `tenant:id`: two
+tenants using the same id never share a conversation.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -77,6 +81,19 @@ turns_table = Table(
 )
 
 
+# The Confirm or Decline a turn answered (a turn started by a button, not by typed text).
+decisions_table = Table(
+    "serving_turn_decisions",
+    metadata,
+    Column("tenant", String(64), primary_key=True),
+    Column("session_id", String(128), primary_key=True),
+    Column("turn_no", Integer, primary_key=True),
+    Column("user_id", String(255), nullable=False),
+    Column("decision", JSON, nullable=False),
+)
+_USER_TABLES = (turns_table, decisions_table, sessions_table)  # erasure order: children first
+
+
 def check_session_id(session_id: object) -> str:
     if (not isinstance(session_id, str) or not 1 <= len(session_id) <= SESSION_ID_MAX
             or not SESSION_ID.match(session_id)):
@@ -110,15 +127,62 @@ class SessionInfo:
 
 def turn_steps(result: TurnResult) -> list[dict[str, Any]]:
     """The turn's steps with their start offsets (steps run one after another, so offsets add up),
-    then its reasoning steps (kind "reasoning"), which the console lists beside the waterfall."""
+    then its reasoning steps (kind "reasoning"), which the console lists beside the waterfall. A
+    tool step that asked for a confirmation names its action (`action_id`, `description`)."""
     offset, steps = 0.0, []
+    asked = {(a.tool, _canonical(a.arguments)): a for a in result.pending_actions}
     for step in result.steps:
-        steps.append({**step_to_dict(step), "start_ms": round(offset, 3)})
+        entry = {**step_to_dict(step), "start_ms": round(offset, 3)}
+        action = asked.get((step.name, _canonical(step.arguments))) if step.status == "pending" else None
+        if action is not None:
+            entry["action_id"], entry["description"] = action.id, action.describe()
+        steps.append(entry)
         offset += step.latency_ms
     for reasoning in result.reasoning:
         steps.append({"kind": "reasoning", "name": f"{reasoning.strategy}.{reasoning.kind}", "latency_ms": 0.0,
                       "start_ms": None, "reasoning": reasoning.to_dict()})
     return steps
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _chip(step: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A tool step as its chip shows it, or None for a step the customer never saw run (a repeat)."""
+    if step.get("kind") != "tool":
+        return None
+    if "status" in step:
+        status = step["status"]
+        if status is None:
+            return None
+    else:  # recorded before steps had a status
+        status = "failed" if step.get("error") else "succeeded"
+    chip = {"name": step.get("name"), "arguments": step.get("arguments"), "status": status,
+            "latency_ms": step.get("latency_ms"), "error": step.get("error")}
+    if step.get("action_id"):
+        chip["action_id"] = step["action_id"]
+    return chip
+
+
+def turn_view(turn_no: int, started_at: datetime, latency_ms: float, message: str, reply: str,
+              stopped_by: str | None, steps: list[dict[str, Any]], usage: dict[str, Any],
+              decision: dict[str, Any] | None) -> dict[str, Any]:
+    """One turn as the chat page draws it, live (the end of the turn) and after a reload alike: the
+    customer's message or the button they pressed, the tool chips with their status, the reply (with
+    its "Not done: …" lines), the actions it asked to confirm, and when it started and finished."""
+    chips = [c for c in (_chip(s) for s in steps) if c is not None]
+    asked: dict[str, dict[str, Any]] = {}
+    for step in steps:
+        if step.get("kind") == "tool" and step.get("action_id") and step["action_id"] not in asked:
+            asked[step["action_id"]] = {"id": step["action_id"], "tool": step.get("name"),
+                                        "arguments": step.get("arguments"), "description": step.get("description")}
+    return {"turn_no": turn_no, "started_at": started_at.isoformat(),
+            "finished_at": (started_at + timedelta(milliseconds=latency_ms)).isoformat(),
+            "message": None if decision is not None else message, "decision": decision, "steps": chips,
+            "reply": reply, "stopped_by": stopped_by,
+            "pending_actions": list(asked.values()) if stopped_by == "awaiting_confirmation" else [],
+            "usage": usage}
 
 
 class SessionDirectory(SqlBacked):
@@ -174,12 +238,15 @@ class SessionDirectory(SqlBacked):
         return [SessionInfo(**row._mapping) for row in rows]
 
     async def record_turn(self, tenant: str, session_id: str, user_id: str, message: str, result: TurnResult,
-                          started_at: datetime, latency_ms: float) -> int:
-        """Append the turn's record and update the session's summary row; returns the turn number."""
+                          started_at: datetime, latency_ms: float, *,
+                          decision: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Append the turn's record (and the button the customer pressed, if a `decision` started it)
+        and update the session's summary row; returns the turn as `turn_view` draws it."""
         await self._ensure_schema()
         status = result.stopped_by or "answered"
         usage = {"input_tokens": result.usage.input_tokens, "output_tokens": result.usage.output_tokens,
                  "cost_usd": result.usage.cost_usd}
+        steps = turn_steps(result)
         where = (sessions_table.c.tenant == tenant, sessions_table.c.session_id == session_id)
         async with self.engine.begin() as conn:
             # Increment first: the row lock orders concurrent records of one session.
@@ -190,8 +257,12 @@ class SessionDirectory(SqlBacked):
             await conn.execute(insert(turns_table).values(
                 tenant=tenant, session_id=session_id, turn_no=turn_no, user_id=user_id, started_at=started_at,
                 latency_ms=latency_ms, message=message, reply=result.reply, stopped_by=result.stopped_by,
-                trace_id=result.trace_id, steps=turn_steps(result), usage=usage))
-        return turn_no
+                trace_id=result.trace_id, steps=steps, usage=usage))
+            if decision is not None:
+                await conn.execute(insert(decisions_table).values(
+                    tenant=tenant, session_id=session_id, turn_no=turn_no, user_id=user_id, decision=decision))
+        return turn_view(turn_no, started_at, latency_ms, message, result.reply, result.stopped_by, steps, usage,
+                         decision)
 
     async def turns(self, tenant: str, session_id: str) -> list[dict[str, Any]]:
         await self._ensure_schema()
@@ -201,12 +272,26 @@ class SessionDirectory(SqlBacked):
         return [{**{k: v for k, v in row._mapping.items() if k not in ("tenant", "session_id", "started_at")},
                  "started_at": row.started_at.isoformat()} for row in rows]
 
+    async def conversation(self, tenant: str, session_id: str) -> list[dict[str, Any]]:
+        """Every turn of the session as `turn_view` draws it, in order (what a reloaded page shows)."""
+        await self._ensure_schema()
+        t, d = turns_table.c, decisions_table.c
+        joined = turns_table.outerjoin(decisions_table, (t.tenant == d.tenant) & (t.session_id == d.session_id)
+                                       & (t.turn_no == d.turn_no))
+        query = (select(t.turn_no, t.started_at, t.latency_ms, t.message, t.reply, t.stopped_by, t.steps, t.usage,
+                        d.decision).select_from(joined)
+                 .where(t.tenant == tenant, t.session_id == session_id).order_by(t.turn_no))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [turn_view(r.turn_no, r.started_at, r.latency_ms, r.message, r.reply, r.stopped_by, list(r.steps),
+                          dict(r.usage), r.decision) for r in rows]
+
     async def count_user(self, tenant: str, user_id: str) -> int:
         """Rows this directory holds of one user (sessions and turn records), for erasure."""
         await self._ensure_schema()
         async with self.engine.connect() as conn:
             total = 0
-            for table in (sessions_table, turns_table):
+            for table in _USER_TABLES:
                 query = select(func.count()).select_from(table).where(table.c.tenant == tenant,
                                                                       table.c.user_id == user_id)
                 total += int((await conn.execute(query)).scalar_one())
@@ -217,7 +302,7 @@ class SessionDirectory(SqlBacked):
         await self._ensure_schema()
         async with self.engine.begin() as conn:
             total = 0
-            for table in (turns_table, sessions_table):
+            for table in _USER_TABLES:
                 result = await conn.execute(delete(table).where(table.c.tenant == tenant, table.c.user_id == user_id))
                 total += int(result.rowcount or 0)
         return total

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ..core.messages import message_to_dict
+from ..core.messages import UserMessage, message_to_dict
 from ..runtime.events import TurnObserver
 from ..runtime.result import TurnResult
 from ..runtime.runtime import Runtime
 from ..security.auth import Caller, Forbidden, NotFound, SessionAccess, check_session_access
 from ..security.tenants import TenantDirectory
-from ..tools.confirmation import pending_actions
+from ..tools.confirmation import Decision, pending_actions
 from .errors import ApiError, RateLimited
 from .ratelimit import Rate, RateLimiter
 from .records import SessionDirectory, SessionInfo, check_session_id, runtime_session_id, turn_steps
@@ -34,6 +34,7 @@ def turn_to_dict(session_id: str, result: TurnResult) -> dict[str, Any]:
         "steps": turn_steps(result), "trace_id": result.trace_id,
         "usage": {"input_tokens": result.usage.input_tokens, "output_tokens": result.usage.output_tokens,
                   "cost_usd": result.usage.cost_usd},
+        "actions": [a.to_dict() for a in result.actions],
     }
 
 
@@ -79,12 +80,18 @@ class TurnService:
         return info
 
     async def history(self, caller: Caller, session_id: str) -> dict[str, Any]:
+        """The conversation: the model's messages, and `transcript`, its turns as the chat page drew
+        them live (each turn's message or button, tool chips with their status, the reply with its
+        "Not done" lines, times), with every confirmation action and where it stands (`actions`)."""
         info = await self.session(caller, session_id)
         stored = await self.runtime.store.load(runtime_session_id(info.tenant, session_id))
         messages = [message_to_dict(m) for m in stored.history] if stored else []
+        actions = pending_actions(stored.state, None) if stored else []
         pending = [{"id": a.id, "tool": a.tool, "arguments": a.arguments, "description": a.describe()}
-                   for a in pending_actions(stored.state)] if stored else []
-        return {**info.to_dict(), "messages": messages, "pending_actions": pending}
+                   for a in actions if a.status == "pending"]
+        return {**info.to_dict(), "messages": messages, "pending_actions": pending,
+                "actions": [a.to_dict() for a in actions],
+                "transcript": await self.sessions.conversation(info.tenant, session_id)}
 
     async def ledger(self, caller: Caller, session_id: str) -> dict[str, Any]:
         info = await self.session(caller, session_id)
@@ -137,18 +144,20 @@ class TurnService:
         if not decision.allowed:
             raise RateLimited("user", decision.retry_after_s)
 
-    async def answer(self, caller: Caller, session_id: str, text: str, *, action_id: str | None = None,
+    async def answer(self, caller: Caller, session_id: str, text: str | Decision, *,
                      observer: TurnObserver | None = None) -> dict[str, Any]:
-        """Run one turn for the caller; `action_id` requires that action to be the one pending."""
+        """Run one turn for the caller: typed text, or a `Decision` (a Confirm or Decline button),
+        which must name the action that is pending (409 otherwise, before any rate is spent)."""
         info = await self.session(caller, session_id, "write")
-        if action_id is not None:
+        if isinstance(text, Decision):
             stored = await self.runtime.store.load(runtime_session_id(info.tenant, session_id))
-            if stored is None or action_id not in {a.id for a in pending_actions(stored.state)}:
-                raise ApiError(409, "no_pending_action", f"action {action_id!r} is not waiting for confirmation",
+            if stored is None or text.action_id not in {a.id for a in pending_actions(stored.state)}:
+                raise ApiError(409, "no_pending_action",
+                               f"action {text.action_id!r} is not waiting for confirmation",
                                hint="GET the session to see its pending actions")
         return await self.run(caller, info, text, observer=observer)
 
-    async def run(self, caller: Caller, info: SessionInfo, text: str, *,
+    async def run(self, caller: Caller, info: SessionInfo, text: str | Decision, *,
                   observer: TurnObserver | None = None) -> dict[str, Any]:
         check_session_access(caller, info.tenant, info.user_id, "write")  # also when answer() was skipped
         if self.draining:
@@ -162,13 +171,15 @@ class TurnService:
             result = await self.runtime.turn(runtime_session_id(info.tenant, info.session_id), text,
                                              caller.principal, observer=observer)
             latency_ms = (time.perf_counter() - clock) * 1000
-            await self.sessions.record_turn(info.tenant, info.session_id, caller.user_id, text, result, started,
-                                            latency_ms)
+            decision = _decision_record(text, result) if isinstance(text, Decision) else None
+            message = text if isinstance(text, str) else _first_text(result)  # a decision: its marker
+            view = await self.sessions.record_turn(info.tenant, info.session_id, caller.user_id, message, result,
+                                                   started, latency_ms, decision=decision)
         finally:
             self._running -= 1
             if self._running == 0:
                 self._idle.set()
-        return turn_to_dict(info.session_id, result)
+        return {**turn_to_dict(info.session_id, result), "turn": view}
 
     async def drain(self) -> bool:
         """Refuse new turns and wait for running ones; False if some were still running at the timeout."""
@@ -184,6 +195,18 @@ class TurnService:
     @property
     def running(self) -> int:
         return self._running
+
+
+def _decision_record(decision: Decision, result: TurnResult) -> dict[str, Any]:
+    """The button the customer pressed, with the action it settled (as the turn record keeps it)."""
+    action = next((a for a in result.actions if a.id == decision.action_id), None)
+    named = {"tool": action.tool, "arguments": action.arguments, "description": action.describe()} if action else {}
+    return {**decision.to_dict(), **named}
+
+
+def _first_text(result: TurnResult) -> str:
+    first = result.new_messages[0] if result.new_messages else None
+    return first.content if isinstance(first, UserMessage) else ""
 
 
 def _now() -> datetime:

@@ -66,7 +66,7 @@ async def test_cancel_runs_only_after_the_customer_confirms(store):
     await client.aclose()
 
 
-async def test_another_customers_order_is_refused_by_the_store_even_when_confirmed(store):
+async def test_another_customers_order_is_refused_before_the_customer_is_asked(store):
     db, engine = store
     orders = pending_orders(db)
     mine_user = orders[0][1]
@@ -78,10 +78,11 @@ async def test_another_customers_order_is_refused_by_the_store_even_when_confirm
         "Done, it is cancelled!",
     ])
     principal = Principal("web-session-2", scopes=CUSTOMER)
-    await runtime.turn("r2", f"cancel order {theirs}", principal=principal)
-    result = await runtime.turn("r2", "yes", principal=principal)
+    result = await runtime.turn("r2", f"cancel order {theirs}", principal=principal)
+    assert result.stopped_by is None and not result.pending_actions  # no question about it
     assert export_db(engine) == before
     assert "Not done: cancel_pending_order" in result.reply  # the model's claim is corrected
+    assert "belongs to another customer" in result.reply
     await client.aclose()
 
 

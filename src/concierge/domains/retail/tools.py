@@ -20,6 +20,7 @@ from ...core.errors import ToolError
 from ...tools.http import call_api
 from ...tools.tool import CUSTOMER_KEY, Tool, ToolContext, make_tool
 from .calculator import calculate as _calculate
+from .preconditions import store_preconditions
 
 WRITE_SCOPES: tuple[str, ...] = ("retail:write",)
 # The store a request is for, when one server holds a store per tenant (see `tenant_stores`).
@@ -57,7 +58,13 @@ def _address(address1: str, address2: str, city: str, state: str, country: str, 
 
 
 def retail_tools(client: httpx.AsyncClient, *, confirm: bool = True) -> list[Tool]:
-    """tau2's sixteen retail tools over a client of the store's API (`confirm` gates the writes)."""
+    """tau2's sixteen retail tools over a client of the store's API.
+
+    `confirm` gates the writes behind the customer's confirmation, and checks first (as the
+    identified customer, see `preconditions`) that the store would accept them, so the customer
+    is never asked about an action bound to be refused. Without it (evaluations replaying tau2)
+    the store's own refusal, in tau2's words, is the only check.
+    """
 
     async def find_user_id_by_email(email: str, context: ToolContext) -> str:
         """Look up a customer's user id by their email address; this also identifies the customer.
@@ -248,6 +255,10 @@ def retail_tools(client: httpx.AsyncClient, *, confirm: bool = True) -> list[Too
         """
         return "Transfer successful"
 
+    async def read_order(order_id: str, context: ToolContext) -> Any:
+        """An order as the identified customer sees it (the preconditions' read, never ledgered)."""
+        return await _request(client, "GET", _order(order_id), context)
+
     reads = [find_user_id_by_email, find_user_id_by_name_zip, get_user_details, get_order_details,
              get_product_details, get_item_details, list_all_product_types]
     writes = [cancel_pending_order, modify_pending_order_items, modify_pending_order_address,
@@ -256,7 +267,8 @@ def retail_tools(client: httpx.AsyncClient, *, confirm: bool = True) -> list[Too
     return [
         *(make_tool(fn, effect="read") for fn in reads),
         *(make_tool(fn, effect="write", scopes=WRITE_SCOPES, idempotent=True, confirm=confirm,
-                    state_keys=(CUSTOMER_KEY,))
+                    state_keys=(CUSTOMER_KEY,),
+                    requires=store_preconditions(read_order, fn.__name__) if confirm else ())
           for fn in writes),
         make_tool(calculate, effect="read"),
         make_tool(transfer_to_human_agents, effect="read"),
