@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .errors import ConfigError
 
+# Workers starting together on a new database race to create its tables: each retries this often.
+_SCHEMA_ATTEMPTS = 5
 # Plain schemes are upgraded to the async driver the stores need.
 _SQLITE, _POSTGRES = "sqlite+aiosqlite", "postgresql+asyncpg"
 _DRIVERS = {
@@ -130,14 +132,17 @@ class SqlBacked:
         async with self._schema_lock:
             if not self._schema_ready:
                 ensure_parent_dir(self.engine)
-                try:
-                    async with self.engine.begin() as conn:
-                        await conn.run_sync(self.metadata.create_all)
-                except (OperationalError, ProgrammingError, IntegrityError):
-                    # Another process created the tables between our check and our CREATE (workers
-                    # starting together on a new database): check again, which now finds them.
-                    async with self.engine.begin() as conn:
-                        await conn.run_sync(self.metadata.create_all)
+                for attempt in range(_SCHEMA_ATTEMPTS):
+                    try:
+                        async with self.engine.begin() as conn:
+                            await conn.run_sync(self.metadata.create_all)
+                        break
+                    except (OperationalError, ProgrammingError, IntegrityError):
+                        # Another process created some of the tables between our check and our CREATE
+                        # (workers starting together on a new database): check again, which finds them.
+                        if attempt == _SCHEMA_ATTEMPTS - 1:
+                            raise
+                        await asyncio.sleep(0.05 * (attempt + 1))
                 self._schema_ready = True
 
     async def close(self) -> None:
