@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .comments import find_keyword_comment
+from .matching import Matcher, compile_rule
 from .needles import OPEN_GATE, RuleGate, required_literals
 
 Source = Literal["user", "tool", "document"]
@@ -78,10 +79,23 @@ def normalise(text: str) -> str:
         text = unicodedata.normalize("NFKC", text).lower().translate(_UNICODE_FOLD)
     else:
         text = text.lower()
-    if any(c in text for c in "013457@$!"):
-        text = _LEET_WORD.sub(_unleet, text)
     text = _BLANKS.sub(" ", text)
-    return _LINE_BREAKS.sub("\n", text) if "\n" in text else text
+    if "\n" in text:
+        text = _LINE_BREAKS.sub("\n", text)
+    return _unleet_words(text) if any(c in text for c in "013457@$!") else text
+
+
+def _unleet_words(text: str) -> str:
+    """Leetspeak undone word by word, each distinct space-separated token worked out once: a message
+    that repeats "1gn0re " four thousand times costs one regular-expression call, not four thousand."""
+    done: dict[str, str] = {}
+    out = []
+    for token in text.split(" "):
+        plain = done.get(token)
+        if plain is None:
+            plain = done[token] = _LEET_WORD.sub(_unleet, token)
+        out.append(plain)
+    return " ".join(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,18 +104,18 @@ class Rule:
     label: str
     pattern: re.Pattern[str]
     data_only: bool = False  # applies only to source "tool"/"document"
-    # A linear-time search to use instead of `pattern.search`, for a rule a regular expression
-    # can only express with gaps that rescan (see `comments.find_keyword_comment`).
+    # How `search` runs: `pattern` as gated alternatives (see `matching.py`), or for a rule a regular
+    # expression can only express with gaps that rescan, a linear-time `finder` behind `gate`.
+    matcher: Matcher | None = None
     finder: Callable[[str], tuple[int, int] | None] | None = None
-    # Strings the rule cannot match without, derived from `pattern` (see `needles.py`).
     gate: RuleGate = OPEN_GATE
 
     def search(self, text: str, seen: dict[str, bool] | None = None) -> tuple[int, int] | None:
         """The span of the first match in `text` (normalised), or None. `seen`: see `RuleGate.admits`."""
-        if not self.gate.admits(text, seen):
-            return None
         if self.finder is not None:
-            return self.finder(text)
+            return self.finder(text) if self.gate.admits(text, seen) else None
+        if self.matcher is not None:
+            return self.matcher.search(text, seen)
         m = self.pattern.search(text)
         return None if m is None else m.span()
 
@@ -111,8 +125,10 @@ def _r(rule_id: str, pattern: str, *, data_only: bool = False,
     label = rule_id.split(".", 1)[0]
     assert label in ATTACK_LABELS, rule_id
     compiled = re.compile(pattern, re.MULTILINE)
-    return Rule(rule_id, label, compiled, data_only, finder(compiled) if finder is not None else None,
-                RuleGate(required_literals(pattern, re.MULTILINE)))
+    if finder is not None:
+        return Rule(rule_id, label, compiled, data_only, finder=finder(compiled),
+                    gate=RuleGate(required_literals(pattern, re.MULTILINE)))
+    return Rule(rule_id, label, compiled, data_only, matcher=compile_rule(pattern, re.MULTILINE))
 
 
 def _in_comment(keyword: re.Pattern[str]) -> Callable[[str], tuple[int, int] | None]:
