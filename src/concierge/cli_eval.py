@@ -115,15 +115,25 @@ def _domain(folder: Path) -> Any:
 
 def _print_summary(summary: dict[str, Any], folder: Path) -> None:
     table = Table(title=f"run {folder}", show_header=False)
-    table.add_row("trials", f"{summary['trials']} over {summary['tasks']} tasks, {summary['errors']} errors")
-    table.add_row("pass^1 (pass rate)", f"{summary['pass_rate']:.3f} ({summary['successes']}/{summary['trials']})")
+    incomplete = summary["incomplete"]
+    beside = f" · {incomplete} incomplete" if incomplete else ""
+    table.add_row("trials", f"{summary['trials']} over {summary['tasks']} tasks, {summary['errors']} errors"
+                            + (f", {incomplete} incomplete (not judged)" if incomplete else ""))
+    if summary["pass_rate"] is None:
+        table.add_row("pass^1 (pass rate)", f"– (no complete trial){beside}")
+    else:
+        table.add_row("pass^1 (pass rate)",
+                      f"{summary['pass_rate']:.3f} ({summary['successes']}/{summary['complete']} complete){beside}")
     for k, value in summary["pass_hat_k"].items():
         if k > 1:
-            table.add_row(f"pass^{k}", f"{value:.3f}")
+            table.add_row(f"pass^{k}", f"{value:.3f}{beside}")
     for name, comp in summary["components"].items():
-        mean = "not judged" if comp["mean"] is None else f"{comp['mean']:.3f}"
-        extra = f" ({comp['not_judged']} not judged)" if comp["not_judged"] else ""
-        table.add_row(f"  {name}", mean + extra)
+        if comp["mean"] is None:
+            text = f"not judged ({comp['not_judged']} trials incomplete)"
+        else:
+            text = f"{comp['mean']:.3f} over {comp['judged']} judged"
+            text += f", {comp['not_judged']} not judged (incomplete)" if comp["not_judged"] else ""
+        table.add_row(f"  {name}", text)
     latency = summary["turn_latency_ms"]
     if latency["p50"] is not None:
         table.add_row("turn latency p50/p95/p99", f"{latency['p50']:.0f} / {latency['p95']:.0f} / {latency['p99']:.0f} ms")
@@ -136,8 +146,9 @@ def _print_summary(summary: dict[str, Any], folder: Path) -> None:
     table.add_row("stop reasons", ", ".join(f"{k} {v}" for k, v in summary["stop_reasons"].items()))
     console.print(table)
     if summary["partial"]:
-        console.print("[yellow]NL assertions were not judged (no --judge-model): rewards are over the judged "
-                      "components only.[/]")
+        console.print(f"[yellow]{incomplete} of {summary['trials']} trials are incomplete: NL assertions were not "
+                      "judged (no --judge-model). They count as neither pass nor fail; pass rates and pass^k "
+                      "are over the complete trials only.[/]", soft_wrap=True)
 
 
 def _fail(exc: ConciergeError) -> typer.Exit:
@@ -225,14 +236,16 @@ def _write_report(folder: Path) -> None:
 def _compare(run_folder: Path, baseline_folder: Path, alpha: float, min_drop: float) -> int:
     from .evals.gate import compare as gate_compare
     from .evals.gate import pick_failures, render_text
-    from .evals.results import RunStore, gate_metrics
+    from .evals.results import RunStore, gate_metrics, incomplete_count
 
     run_trials, base_trials = RunStore(run_folder).load(), RunStore(baseline_folder).load()
     for folder, found in ((run_folder, run_trials), (baseline_folder, base_trials)):
         if not found:
             raise ValidationError(f"{folder} holds no finished trials", hint="is it a run folder?")
-    report = gate_compare(gate_metrics(run_trials), gate_metrics(base_trials), alpha=alpha, min_drop=min_drop)
-    failures = pick_failures([t for t in run_trials if not t.success], key=lambda t: t.task_id)
+    report = gate_compare(gate_metrics(run_trials), gate_metrics(base_trials), alpha=alpha, min_drop=min_drop,
+                          incomplete_new=incomplete_count(run_trials),
+                          incomplete_base=incomplete_count(base_trials))
+    failures = pick_failures([t for t in run_trials if t.outcome == "fail"], key=lambda t: t.task_id)
     console.print(render_text(report))
     for trial in failures:
         last = " | ".join(f"{m['role']}: {' '.join(m['text'].split())[:80]}" for m in trial.conversation[-3:])

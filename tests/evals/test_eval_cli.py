@@ -26,7 +26,7 @@ def test_a_run_a_regression_and_the_gate(store, tmp_path):
     good = runner.invoke(app, ["eval", "run", "--tasks", tasks, "--agent-model", "oracle", "--trials", "2",
                                "--out", str(tmp_path / "good")])
     assert good.exit_code == 0, good.output
-    assert "1.000 (18/18)" in good.output
+    assert "1.000 (18/18 complete)" in good.output
     bad = runner.invoke(app, ["eval", "run", "--tasks", tasks, "--agent-model", "flawed:skip_writes", "--trials", "2",
                               "--out", str(tmp_path / "bad"), "--baseline", str(tmp_path / "good")])
     assert bad.exit_code == 1, bad.output  # the gate fails the command
@@ -63,7 +63,7 @@ def test_guardrails_leave_a_correct_agent_correct(store, tmp_path):
     result = runner.invoke(app, ["eval", "run", "--tasks", str(store / "tasks.json"), "--agent-model", "oracle",
                                  "--guardrails", "--out", str(tmp_path / "guarded")])
     assert result.exit_code == 0, result.output
-    assert "1.000 (9/9)" in result.output
+    assert "1.000 (9/9 complete)" in result.output
     assert json.loads((tmp_path / "guarded" / "run.json").read_text())["guardrails"] is True
 
 

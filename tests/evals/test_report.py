@@ -44,7 +44,10 @@ def test_report_shows_tasks_plots_and_escaped_failures() -> None:
     assert "ToolError: &lt;boom&gt;" in page
     assert "<svg" in page and "pass^k" in page
     assert "not judged" in page
-    assert "partial:" in page
+    assert "partial:" in page and "2 of 6 trials are incomplete" in page
+    assert "<tr class='incomplete'><td class='l'><code>task_nl</code>" in page  # greyed, not a pass
+    assert page.index("task_ok") < page.index("task_nl")  # tasks with no complete trial last
+    assert "Sample failures (1 of 1)" in page  # an incomplete trial is not a failure
     assert "<details>" in page and "get_order_details" in page
     assert "no cost recorded (local/scripted models)" in page
     for external in ("<link", "src=", "<script", "@import", "url(http"):  # self-contained: nothing fetched

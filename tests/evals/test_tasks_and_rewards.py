@@ -90,6 +90,9 @@ def test_env_assertions_and_the_product_over_the_basis():
     assert env_assertion_reward([passing, failing], Env()) == (0.0, ["W2 cancelled"])  # type: ignore[arg-type]
     rewards = Rewards({"DB": 1.0, "COMMUNICATE": 0.0, "NL_ASSERTION": None}, ["DB", "NL_ASSERTION"])
     assert rewards.reward == 1.0 and not rewards.complete  # COMMUNICATE is outside the basis
+    assert not rewards.success and rewards.outcome == "incomplete"  # not judged is never a pass
+    judged = Rewards({"DB": 1.0, "NL_ASSERTION": 1.0}, ["DB", "NL_ASSERTION"])
+    assert judged.success and judged.outcome == "pass"
     assert Rewards({"DB": 0.0, "NL_ASSERTION": 1.0}, ["DB", "NL_ASSERTION"]).reward == 0.0
 
 

@@ -3,6 +3,9 @@
 A metric regresses only when the drop is both statistically significant (one-sided
 two-proportion z-test, p < alpha) and large enough to matter (more than `min_drop`), so a
 CI gate neither fails on noise nor on a significant-but-trivial wobble of a huge run.
+
+The counts it is given are over complete trials; how many trials each side left out as
+incomplete (not judged) is carried in the report and printed with the verdict.
 """
 
 from __future__ import annotations
@@ -67,6 +70,8 @@ class GateReport:
     min_drop: float
     fail_on_missing: bool = False
     sample_failures: list[dict[str, Any]] = field(default_factory=list)
+    incomplete_new: int = 0  # trials of the new run left out of the counts: not judged
+    incomplete_base: int = 0
 
     @property
     def regressions(self) -> list[GateRow]:
@@ -96,6 +101,7 @@ class GateReport:
             "missing": [row.metric for row in self.missing],
             "rows": [row.to_dict() for row in self.rows],
             "sample_failures": list(self.sample_failures),
+            "incomplete": {"new": self.incomplete_new, "baseline": self.incomplete_base},
         }
 
 
@@ -106,8 +112,13 @@ def compare(
     alpha: float = 0.05,
     min_drop: float = 0.02,
     fail_on_missing: bool = False,
+    incomplete_new: int = 0,
+    incomplete_base: int = 0,
 ) -> GateReport:
     """Compare every metric of `run` against `baseline`, each given as (successes, n).
+
+    `incomplete_new` and `incomplete_base` are the trials each side left out of its counts (not
+    judged); they do not change a verdict, and the report states them.
 
     A metric is a "regression" when p < alpha and rate_base - rate_new > min_drop, and
     "improved" under the mirror-image condition. Metrics present on one side only are reported
@@ -142,7 +153,11 @@ def compare(
         rows.append(
             GateRow(metric, verdict, lower.rate_new, lower.rate_base, lower.diff, lower.z, lower.p_value)
         )
-    return GateReport(rows, alpha, min_drop, fail_on_missing)
+    for name, count in (("incomplete_new", incomplete_new), ("incomplete_base", incomplete_base)):
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValidationError(f"{name} must be a non-negative integer, got {count!r}")
+    return GateReport(rows, alpha, min_drop, fail_on_missing,
+                      incomplete_new=incomplete_new, incomplete_base=incomplete_base)
 
 
 def _sample(metric: str, value: tuple[int, int] | MetricSample) -> MetricSample:
@@ -215,6 +230,9 @@ def render_text(report: GateReport) -> str:
     )
     if report.missing:
         out.append("missing on one side: " + ", ".join(row.metric for row in report.missing))
+    if report.incomplete_new or report.incomplete_base:
+        out.append(f"over complete trials only: {report.incomplete_new} incomplete in the new run, "
+                   f"{report.incomplete_base} in the baseline (not judged: neither pass nor fail)")
     return "\n".join(out)
 
 

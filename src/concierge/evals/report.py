@@ -3,6 +3,9 @@
 `write_report(folder)` reads `run.json` and `trials.jsonl` and writes `report.html` beside them.
 The page needs nothing else: no scripts, no external assets; the plots are inline SVG drawn by
 matplotlib (the `eval` extra). Every piece of text from the run is escaped.
+
+Pass rates and pass^k are over complete trials; incomplete ones (an NL assertion not judged) are
+counted beside them, greyed in the per-task table, and never listed as failures.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ table{border-collapse:collapse;font-size:.9em;margin:8px 0}
 th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:right;vertical-align:top}
 th{background:#f6f8fa}td.l,th.l{text-align:left}
 tr.fail td{background:#ffebe9}tr.flaky td{background:#fff8c5}tr.pass td{background:#dafbe1}
+tr.incomplete td{background:#f6f8fa;color:#59636e}
 .cfg td{text-align:left}.cfg th{text-align:left;font-weight:600}
 .cards{display:flex;flex-wrap:wrap;gap:12px;margin:12px 0}
 .card{border:1px solid #d0d7de;border-radius:6px;padding:8px 14px;min-width:110px}
@@ -116,11 +120,12 @@ def _header(config: dict[str, Any], summary: dict[str, Any]) -> str:
     keys = ("agent", "user", "judge", "tasks", "trials", "max_turns", "started")
     rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(config[k])}</td></tr>"
                    for k in keys if config.get(k) is not None)
-    rate = summary["pass_rate"]
-    cards = [("pass rate", f"{rate:.1%}", "good" if rate >= 1 else "bad" if rate < 0.5 else "")]
+    rate, reward = summary["pass_rate"], summary["mean_reward"]
+    cards = [("pass rate", _pct(rate), "" if rate is None else "good" if rate >= 1 else "bad" if rate < 0.5 else "")]
     cards += [(f"pass^{k}", f"{v:.1%}", "") for k, v in sorted(summary["pass_hat_k"].items())]
-    cards += [("mean reward", f"{summary['mean_reward']:.3f}", ""),
+    cards += [("mean reward", "–" if reward is None else f"{reward:.3f}", ""),
               ("trials", f"{summary['trials']:,} ({summary['tasks']:,} tasks)", ""),
+              ("incomplete", f"{summary['incomplete']:,}", "bad" if summary["incomplete"] else "good"),
               ("errors", str(summary["errors"]), "bad" if summary["errors"] else "good")]
     if summary["cost_usd"]["total"]:
         cards.append(("total cost", f"${summary['cost_usd']['total']:,.4f}", ""))
@@ -129,8 +134,9 @@ def _header(config: dict[str, Any], summary: dict[str, Any]) -> str:
             for k, v, cls in cards]
     out.append("</div>")
     if summary["partial"]:
-        out.append('<div class="notice"><b>partial:</b> NL assertions not judged in some trials '
-                   "(no judge model); their reward covers only the judged components.</div>")
+        out.append(f'<div class="notice"><b>partial:</b> {summary["incomplete"]:,} of {summary["trials"]:,} '
+                   "trials are incomplete: NL assertions not judged (no judge model). They count as neither "
+                   "pass nor fail; pass rate and pass^k are over the complete trials only.</div>")
     return "\n".join(out)
 
 
@@ -140,20 +146,25 @@ def _task_table(trials: list[TrialResult], components: list[str], k: int) -> str
         by_task[t.task_id].append(t)
 
     def order(item: tuple[str, list[TrialResult]]) -> tuple[float, list[Any]]:
-        runs = item[1]  # lowest success rate first, then by id with numbers in numeric order
+        # lowest success rate over complete trials first, tasks with none last, then by id with
+        # numbers in numeric order
+        done = [r for r in item[1] if r.complete]
         natural = [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", item[0])]
-        return (sum(r.success for r in runs) / len(runs), natural)
+        return (sum(r.success for r in done) / len(done) if done else 2.0, natural)
 
-    head = ("<tr><th class='l'>task</th><th>trials</th><th>successes</th>"
+    head = ("<tr><th class='l'>task</th><th>trials</th><th>incomplete</th><th>successes</th>"
             f"<th>pass^{k}</th><th>mean reward</th>"
             + "".join(f"<th>{_e(c)}</th>" for c in components) + "<th class='l'>stop reasons</th></tr>")
     rows = []
     for task_id, runs in sorted(by_task.items(), key=order):
-        wins = sum(r.success for r in runs)
-        cls = "pass" if wins == len(runs) else "fail" if wins == 0 else "flaky"
-        cells = [f"<td class='l'><code>{_e(task_id)}</code></td>", f"<td>{len(runs)}</td>", f"<td>{wins}</td>",
-                 f"<td>{_pct(pass_hat_k(wins, len(runs), min(k, len(runs))))}</td>",
-                 f"<td>{statistics.fmean(r.reward for r in runs):.3f}</td>"]
+        done = [r for r in runs if r.complete]
+        wins = sum(r.success for r in done)
+        cls = "incomplete" if not done else "pass" if wins == len(done) else "fail" if wins == 0 else "flaky"
+        reliability = pass_hat_k(wins, len(done), min(k, len(done))) if done else None
+        reward = statistics.fmean(r.reward for r in done) if done else None
+        cells = [f"<td class='l'><code>{_e(task_id)}</code></td>", f"<td>{len(runs)}</td>",
+                 f"<td>{len(runs) - len(done)}</td>", f"<td>{wins}/{len(done)}</td>",
+                 f"<td>{_pct(reliability)}</td>", f"<td>{'–' if reward is None else f'{reward:.3f}'}</td>"]
         for name in components:
             judged = [v for r in runs if (v := r.components.get(name)) is not None]
             present = any(name in r.components for r in runs)
@@ -216,7 +227,7 @@ def render_report(config: dict[str, Any], trials: list[TrialResult]) -> str:
     plots = _plots(summary, trials)
     k = max(summary["pass_hat_k"], default=1)
     components = sorted(summary["components"])
-    failures = sorted((t for t in trials if not t.success), key=lambda t: (t.task_id, t.trial))
+    failures = sorted((t for t in trials if t.outcome == "fail"), key=lambda t: (t.task_id, t.trial))
     title = f"Eval report · {config.get('agent', 'run')}"
     cost_block = (f"<div class='plot'>{plots['cost']}</div>" if "cost" in plots else
                   "<div class='plot notice'>no cost recorded (local/scripted models)</div>")
@@ -225,7 +236,8 @@ def render_report(config: dict[str, Any], trials: list[TrialResult]) -> str:
     body = [
         f"<h1>{_e(title)}</h1>", _header(config, summary),
         "<h2>Per task</h2>",
-        "<p>Failing tasks first. Red: no trial passed; yellow: some passed; green: all passed.</p>",
+        ("<p>Failing tasks first. Red: no complete trial passed; yellow: some passed; green: all passed; "
+         "grey: no complete trial (not judged). Successes and pass^k are over complete trials.</p>"),
         _task_table(trials, components, k),
         "<h2>Reliability, latency and cost</h2>",
         f"<div class='plots'><div class='plot'>{plots['pass_k']}</div>{latency_block}{cost_block}</div>",
@@ -234,6 +246,8 @@ def render_report(config: dict[str, Any], trials: list[TrialResult]) -> str:
     ]
     if failures:
         body += [_failure(t) for t in failures[:MAX_FAILURES]]
+    elif summary["incomplete"]:
+        body.append("<p>No complete trial failed.</p>")
     else:
         body.append("<p class='good'>Every trial passed.</p>")
     return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"

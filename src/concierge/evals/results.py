@@ -4,6 +4,10 @@ A run is a folder: `run.json` (how it was started) and `trials.jsonl` (one line 
 trial, written and fsynced as each trial ends). A crashed run is resumed from that folder: the
 trials already on disk are kept and only the missing ones run. A torn last line (the crash hit
 mid-write) is dropped and its trial runs again.
+
+Each trial's outcome is "pass", "fail" or "incomplete" (a component of its basis, an NL assertion
+without a judge, was not judged). Pass rates, pass^k and the regression gate count complete
+trials only, and every summary says how many were incomplete beside them.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ValidationError
+from .rewards import Outcome
 from .stats import pass_hat_k_curve
 
 TRIALS_FILE = "trials.jsonl"
@@ -28,8 +33,8 @@ class TrialResult:
     task_id: str
     trial: int
     reward: float
-    success: bool
-    complete: bool  # every component of the basis was judged
+    success: bool  # a pass: complete, and every component of the basis at 1
+    complete: bool  # every component of the basis was judged (or the trial failed with an error)
     components: dict[str, float | None]
     details: dict[str, Any]
     stop_reason: str  # user_stop | transfer | out_of_scope | max_turns | escalated | timeout | error
@@ -46,12 +51,22 @@ class TrialResult:
     model_calls: int = 0  # every model call the agent made, planning and branch proposals included
     strategies: dict[str, int] = field(default_factory=dict)  # turns per strategy that ran them
 
+    def __post_init__(self) -> None:
+        # An incomplete trial is never a pass, also when read from a run written before this rule.
+        if not self.complete:
+            self.success = False
+
+    @property
+    def outcome(self) -> Outcome:
+        return "incomplete" if not self.complete else "pass" if self.success else "fail"
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "outcome": self.outcome}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialResult:
-        return cls(**data)
+        fields = {k: v for k, v in data.items() if k != "outcome"}  # derived, written for readers
+        return cls(**fields)
 
 
 class RunStore:
@@ -122,17 +137,28 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
 
 
 def per_task_successes(trials: list[TrialResult]) -> dict[str, list[bool]]:
+    """Each task's outcomes over its complete trials; a task with none is left out."""
     grouped: dict[str, list[bool]] = defaultdict(list)
     for t in sorted(trials, key=lambda t: (t.task_id, t.trial)):
-        grouped[t.task_id].append(t.success)
+        if t.complete:
+            grouped[t.task_id].append(t.success)
     return dict(grouped)
 
 
+def incomplete_count(trials: list[TrialResult]) -> int:
+    return sum(1 for t in trials if not t.complete)
+
+
 def summarize(trials: list[TrialResult]) -> dict[str, Any]:
-    """Pass rates, pass^k, reward components, latency percentiles and cost of a run."""
+    """Pass rates, pass^k, reward components, latency percentiles and cost of a run.
+
+    `pass_rate`, `successes`, `mean_reward` and `pass_hat_k` are over the complete trials (None,
+    or an empty curve, when there is none); `incomplete` says how many were left out.
+    """
     if not trials:
         return {"trials": 0}
     per_task = per_task_successes(trials)
+    complete = [t for t in trials if t.complete]
     components: dict[str, dict[str, Any]] = {}
     for name in sorted({k for t in trials for k in t.components}):
         judged = [v for t in trials if (v := t.components.get(name)) is not None]
@@ -142,12 +168,16 @@ def summarize(trials: list[TrialResult]) -> dict[str, Any]:
     costs = [t.cost_usd for t in trials]
     return {
         "trials": len(trials),
-        "tasks": len(per_task),
-        "successes": sum(t.success for t in trials),
-        "pass_rate": statistics.fmean(t.success for t in trials),
-        "mean_reward": statistics.fmean(t.reward for t in trials),
-        "pass_hat_k": pass_hat_k_curve(per_task) if min(map(len, per_task.values())) >= 1 else {},
-        "partial": any(not t.complete for t in trials),
+        "tasks": len({t.task_id for t in trials}),
+        "complete": len(complete),
+        "incomplete": len(trials) - len(complete),
+        "incomplete_tasks": sorted({t.task_id for t in trials if not t.complete}),
+        "successes": sum(t.success for t in complete),
+        "pass_rate": statistics.fmean(t.success for t in complete) if complete else None,
+        "mean_reward": statistics.fmean(t.reward for t in complete) if complete else None,
+        "pass_hat_k": pass_hat_k_curve(per_task) if per_task else {},
+        "pass_hat_k_tasks": len(per_task),
+        "partial": len(complete) < len(trials),
         "components": components,
         "turn_latency_ms": _percentiles([x for t in trials for x in t.turn_latency_ms]),
         "first_response_ms": _percentiles([x for t in trials for x in t.first_response_ms]),
@@ -165,8 +195,12 @@ def summarize(trials: list[TrialResult]) -> dict[str, Any]:
 
 
 def gate_metrics(trials: list[TrialResult]) -> dict[str, tuple[int, int]]:
-    """Binary metrics for the regression gate: overall success and each judged component."""
-    metrics = {"pass": (sum(t.success for t in trials), len(trials))}
+    """Binary metrics for the regression gate: success over the complete trials, each judged component.
+
+    With no complete trial there is no "pass" metric (the gate then reports it missing).
+    """
+    complete = [t for t in trials if t.complete]
+    metrics = {"pass": (sum(t.success for t in complete), len(complete))} if complete else {}
     for name in sorted({k for t in trials for k in t.components}):
         judged = [v for t in trials if (v := t.components.get(name)) is not None]
         if judged:

@@ -7,8 +7,9 @@
   commas removed).
 - ENV_ASSERTION: every assertion function returns its `assert_value` on the final state.
 - NL_ASSERTION: a judge model says every natural-language assertion holds. Without a judge it
-  is `None`, "not judged": the reward is then the product of the judged components and the
-  result says it is partial. It is never guessed.
+  is `None`, "not judged". It is never guessed: a trial with a component of its basis not judged
+  is *incomplete*, neither a pass nor a fail, and is left out of pass rates and pass^k (its
+  reward is still the product of the judged components, for reading, never for counting).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 from ..llm.base import ChatModel
 from .environment import Environment
 from .judge import judge_assertions
 from .tasks import Action, EnvAssertion, Task
+
+Outcome: TypeAlias = Literal["pass", "fail", "incomplete"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +55,16 @@ class Rewards:
 
     @property
     def success(self) -> bool:
-        return self.reward >= 1.0 - 1e-6
+        """Every component of the basis judged and at 1: an unjudged trial is never a pass."""
+        return self.complete and self.reward >= 1.0 - 1e-6
+
+    @property
+    def outcome(self) -> Outcome:
+        return "incomplete" if not self.complete else "pass" if self.success else "fail"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"reward": self.reward, "complete": self.complete, "components": self.components,
+        return {"reward": self.reward, "complete": self.complete, "outcome": self.outcome,
+                "components": self.components,
                 "basis": self.basis, "details": self.details}
 
 

@@ -1,8 +1,8 @@
 """Training data for a learned router, from evaluation runs of the same tasks under different strategies.
 
-Per task, the label is the strategy that passed most often, the cheaper (fewer model calls) on a
-tie; tasks no strategy passed carry no signal and are left out. The input is the features of the
-customer's opening message, as the router computes them at the first turn.
+Per task, the label is the strategy that passed most often over its complete trials, the cheaper
+(fewer model calls) on a tie; tasks no strategy passed carry no signal and are left out. The input
+is the features of the customer's opening message, as the router computes them at the first turn.
 """
 
 from __future__ import annotations
@@ -37,8 +37,11 @@ def router_examples(folders: Sequence[Path], tools: Iterable[Tool]) -> list[Exam
             by_task[trial.task_id][strategy].append(trial)
     examples = []
     for runs in by_task.values():
+        complete = {s: done for s, trials in runs.items() if (done := [t for t in trials if t.complete])}
+        if not complete:
+            continue  # only incomplete trials (not judged): no label
         scored = [(statistics.fmean(t.success for t in trials), -statistics.fmean(t.model_calls for t in trials), s)
-                  for s, trials in runs.items()]
+                  for s, trials in complete.items()]
         rate, _, best = max(scored)
         if rate == 0:
             continue

@@ -3,7 +3,8 @@
 Each trial runs the real runtime (context, confirmation gate, transactional executor, ledger)
 against its own environment, then scores it with tau2's rewards. Trials run concurrently up to
 `concurrency`, each under a timeout; a trial that fails or times out is recorded with its error
-(reward 0), never dropped. Finished trials are written to the run folder as they end, so a
+(reward 0, a complete fail whatever a judge would have said), never dropped. A trial with a
+component of its basis not judged is incomplete: never a pass. Finished trials are written to the run folder as they end, so a
 crashed run resumes where it stopped.
 """
 
@@ -102,6 +103,7 @@ class EvalRunner:
         class _Bar:
             def __enter__(self) -> Callable[[TrialResult], None]:
                 self.passed, self.finished = sum(r.success for r in already), len(already)
+                self.incomplete = sum(1 for r in already if not r.complete)
                 self.bar = None
                 if runner.console is not None:
                     self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -111,12 +113,15 @@ class EvalRunner:
                 return self.advance
 
             def _text(self) -> str:
-                rate = f"{self.passed / self.finished:.0%}" if self.finished else "–"
-                return f"trials · pass {self.passed}/{self.finished} ({rate})"
+                judged = self.finished - self.incomplete
+                rate = f"{self.passed / judged:.0%}" if judged else "–"
+                extra = f", {self.incomplete} incomplete" if self.incomplete else ""
+                return f"trials · pass {self.passed}/{judged} ({rate}{extra})"
 
             def advance(self, result: TrialResult) -> None:
                 self.finished += 1
                 self.passed += result.success
+                self.incomplete += not result.complete
                 if self.bar is not None:
                     self.bar.update(self.task, advance=1, description=self._text())
 
@@ -166,7 +171,8 @@ class EvalRunner:
         failed = error is not None
         return TrialResult(
             task_id=task.id, trial=trial, reward=0.0 if failed else rewards.reward,
-            success=not failed and rewards.success, complete=rewards.complete, components=rewards.components,
+            success=not failed and rewards.success, complete=failed or rewards.complete,
+            components=rewards.components,
             details=rewards.details, stop_reason=stop, conversation=record.conversation,
             tool_calls=record.tool_calls, ledger=record.ledger, input_tokens=record.input_tokens,
             output_tokens=record.output_tokens, cost_usd=record.cost_usd, turn_latency_ms=record.turn_ms,

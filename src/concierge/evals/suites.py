@@ -53,12 +53,17 @@ Suite = Callable[[Sequence[TrialResult], Budgets], SuiteResult]
 def correctness(trials: Sequence[TrialResult], budgets: Budgets) -> SuiteResult:
     summary = summarize(list(trials))
     figures = {"pass_rate": summary["pass_rate"], "pass_hat_k": summary["pass_hat_k"],
-               "mean_reward": summary["mean_reward"], "errors": summary["errors"]}
-    notes = ["NL assertions not judged: rewards use the judged components only"] if summary["partial"] else []
-    limit = budgets.min_pass_rate
-    ok = limit is None or summary["pass_rate"] >= limit
+               "mean_reward": summary["mean_reward"], "errors": summary["errors"],
+               "complete": summary["complete"], "incomplete": summary["incomplete"]}
+    notes = []
+    if summary["incomplete"]:
+        notes.append(f"{summary['incomplete']} of {summary['trials']} trials incomplete (NL assertions not judged): "
+                     "pass rate and pass^k are over the complete trials only")
+    limit, rate = budgets.min_pass_rate, summary["pass_rate"]
+    ok = limit is None or (rate is not None and rate >= limit)
     if limit is not None:
-        notes.append(f"pass rate {summary['pass_rate']:.3f} against a minimum of {limit:.3f}")
+        measured = "no complete trial" if rate is None else f"pass rate {rate:.3f}"
+        notes.append(f"{measured} against a minimum of {limit:.3f}")
     return SuiteResult("correctness", "pass" if ok else "fail", figures, notes)
 
 
