@@ -36,6 +36,7 @@ from ..security.onetime import OneTimeTokens
 from ..tools.confirmation import Decision
 from .errors import ApiError, error_body, install_error_handlers, status_of
 from .limits import DEFAULT_MAX_BODY_BYTES, RequestLimits
+from .openapi_links import add_session_links
 from .records import SESSION_ID_MAX, SESSION_ID_PATTERN
 from .service import TurnService
 from .stream import FRAME_HINT, serve_frames
@@ -415,6 +416,7 @@ def create_app(service: TurnService, options: ServeOptions | None = None, *,
         async def console_page() -> FileResponse:
             return FileResponse(UI / "console.html")
 
+    add_session_links(app)  # the spec says which answers carry the ids later calls take
     return app
 
 
