@@ -12,8 +12,9 @@ const state = {
   wsGeneration: 0,
   reconnectDelay: 1000,
   turnRunning: false,
+  live: null,          // the running turn's container, redrawn from its record when it ends
   turn: null,          // the assistant group being streamed
-  shownActions: new Set(),
+  turns: [],           // the records of the finished turns (decisions on old cards fall back on them)
 };
 
 // --- sign-in -----------------------------------------------------------------------------------
@@ -77,8 +78,9 @@ $("login-token").addEventListener("keydown", (event) => {
 
 function resetConversation() {
   state.turn = null;
+  state.live = null;
+  state.turns = [];
   state.turnRunning = false;
-  state.shownActions = new Set();
   $("messages").replaceChildren($("empty") || emptyState());
   $("empty").hidden = false;
   $("notices").replaceChildren();
@@ -123,35 +125,14 @@ $("new-chat").addEventListener("click", () => {
 });
 
 function renderHistory(session) {
-  for (const message of session.messages || []) {
-    if (message.role === "user") addUserBubble(message.content || "", false);
-    else if (message.role === "assistant") {
-      const group = assistantGroup(false);
-      for (const call of message.tool_calls || []) {
-        const chip = toolChip(call.name || (call.function && call.function.name) || "tool", call.arguments);
-        setChip(chip, "done");
-        group.chips.append(chip);
-      }
-      if (message.content) setBubbleText(group, message.content);
-      else if (!(message.tool_calls || []).length) group.root.remove();
-    }
+  // The same drawing as each live turn's end (see conversation.js): a reload shows what was seen.
+  state.turns = session.transcript || [];
+  for (const view of state.turns) {
+    hideEmpty();
+    $("messages").append(Conversation.turn(view, decide));
   }
-  // Consecutive tool-only groups read better merged into the next assistant bubble's group.
-  mergeToolGroups();
-  if ((session.pending_actions || []).length) showConfirmation(session.pending_actions);
+  Conversation.applyActions($("messages"), session.actions || [], state.turns);
   scrollDown();
-}
-
-function mergeToolGroups() {
-  const groups = Array.from($("messages").querySelectorAll(".msg.assistant"));
-  for (let i = 0; i < groups.length - 1; i++) {
-    const g = groups[i];
-    const next = groups[i + 1];
-    if (!g.querySelector(".bubble") && g.nextElementSibling === next) {
-      next.querySelector(".chips").prepend(...g.querySelector(".chips").children);
-      g.remove();
-    }
-  }
 }
 
 // --- the WebSocket -----------------------------------------------------------------------------
@@ -215,7 +196,7 @@ function handleEvent(event) {
       state.reconnectDelay = 1000;
       setConnection("live", "online");
       setComposer(!state.turnRunning);
-      if (!state.turnRunning) $("message-input").focus();
+      if (!state.turnRunning) { $("message-input").focus(); scrollDown(); }  // the header settled: newest in view
       break;
     case "token": {
       const turn = ensureTurn();
@@ -224,7 +205,7 @@ function handleEvent(event) {
     }
     case "tool_started": {
       const turn = ensureTurn();
-      const chip = toolChip(event.name, event.arguments);
+      const chip = Conversation.toolChip(event.name, event.arguments);
       turn.chipsById.set(event.id, chip);
       turn.chips.append(chip);
       scrollDown();
@@ -233,8 +214,8 @@ function handleEvent(event) {
     case "tool_finished": {
       const turn = ensureTurn();
       let chip = turn.chipsById.get(event.id);
-      if (!chip) { chip = toolChip(event.name); turn.chips.append(chip); }
-      setChip(chip, event.status, event.latency_ms, event.error);
+      if (!chip) { chip = Conversation.toolChip(event.name); turn.chips.append(chip); }
+      Conversation.setChip(chip, event.status, event.latency_ms, event.error);
       break;
     }
     case "confirmation_requested":
@@ -263,8 +244,7 @@ $("composer").addEventListener("submit", (event) => {
   if (!text || state.turnRunning) return;
   if (!send({ type: "message", text })) return;
   input.value = "";
-  addUserBubble(text);
-  startTurn();
+  startTurn(Conversation.userBubble(text));
 });
 
 function setComposer(enabled) {
@@ -272,15 +252,21 @@ function setComposer(enabled) {
   $("send-button").disabled = !enabled;
 }
 
-function startTurn() {
+// A running turn lives in its own container: the customer's bubble (or the button they pressed),
+// the streamed reply and chips, any card; when it ends, its record redraws it (finishTurn).
+function startTurn(opening) {
   $("notices").replaceChildren();
   state.turnRunning = true;
   setComposer(false);
+  hideEmpty();
+  state.live = el("div.chat-turn.live", { testid: "turn" }, opening);
+  $("messages").append(state.live);
   state.turn = assistantGroup(true);
   scrollDown();
 }
 
 function ensureTurn() {
+  if (!state.live) { hideEmpty(); state.live = el("div.chat-turn.live", { testid: "turn" }); $("messages").append(state.live); }
   if (!state.turn) state.turn = assistantGroup(true);
   return state.turn;
 }
@@ -293,20 +279,23 @@ function endTurn() {
     if (!turn.bubble && !turn.chips.children.length) turn.root.remove();
   }
   state.turn = null;
+  state.live = null;
   state.turnRunning = false;
   setComposer(Boolean(state.ws && state.ws.readyState === WebSocket.OPEN));
 }
 
 function finishTurn(result) {
-  const turn = ensureTurn();
-  if (result.reply) setBubbleText(turn, result.reply);  // the final reply wins over the streamed text
-  if (turn.bubble) {
-    const usage = result.usage || {};
-    const tokens = (usage.input_tokens || 0) + (usage.output_tokens || 0);
-    turn.meta.textContent = [timeNow(), tokens ? `${tokens} tokens` : null].filter(Boolean).join(" · ");
+  if (result.turn) {  // the turn's record, drawn exactly as a reload will draw it
+    const drawn = Conversation.turn(result.turn, decide);
+    if (state.live) state.live.replaceWith(drawn); else { hideEmpty(); $("messages").append(drawn); }
+    state.live = null;
+    state.turns.push(result.turn);
+    Conversation.applyActions($("messages"), result.actions || [], state.turns);
+  } else {
+    const turn = ensureTurn();
+    if (result.reply) setBubbleText(turn, result.reply);
   }
   endTurn();
-  if ((result.pending_actions || []).length) showConfirmation(result.pending_actions);
   if (!$("message-input").disabled) $("message-input").focus();
   scrollDown();
 }
@@ -315,38 +304,13 @@ function finishTurn(result) {
 
 function hideEmpty() { const empty = $("empty"); if (empty) empty.hidden = true; }
 
-function timeNow() { return new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }); }
-
-function addUserBubble(text, live = true) {
-  hideEmpty();
-  const root = el("div.msg.user", {}, el("div.bubble", { testid: "user-message", text }),
-    live ? el("div.meta", { text: timeNow() }) : null);
-  $("messages").append(root);
-  scrollDown();
-}
-
-function addSystemPill(text, declined) {
-  $("messages").append(el(`div.msg.system${declined ? ".declined" : ""}`, {}, el("div.bubble", { text })));
-}
-
 function assistantGroup(typing) {
-  hideEmpty();
-  const chips = el("div.chips");
-  const typingNode = typing ? el("div.typing", { "aria-label": "the assistant is typing" }, el("span"), el("span"), el("span")) : null;
-  const meta = el("div.meta");
-  const root = el("div.msg.assistant", {}, chips, typingNode, meta);
-  $("messages").append(root);
-  return { root, chips, typing: typingNode, bubble: null, meta, chipsById: new Map() };
+  const group = Conversation.assistantGroup(typing);
+  state.live.append(group.root);
+  return group;
 }
 
-function ensureBubble(group) {
-  if (!group.bubble) {
-    group.bubble = el("div.bubble", { testid: "assistant-message" });
-    if (group.typing) { group.typing.replaceWith(group.bubble); group.typing = null; }
-    else group.root.insertBefore(group.bubble, group.meta);
-  }
-  return group.bubble;
-}
+function ensureBubble(group) { return Conversation.ensureBubble(group); }
 
 function appendToken(group, text) {
   const bubble = ensureBubble(group);
@@ -359,57 +323,23 @@ function setBubbleText(group, text) {
   ensureBubble(group).textContent = text;
 }
 
-function toolChip(name, args) {
-  return el("span.chip.running", { testid: "tool-chip", title: args ? `${name}(${shortArgs(args)})` : name },
-    el("span.state"), el("span.name", { text: name }), el("span.ms"));
-}
-
-function setChip(chip, status, latencyMs, error) {
-  const mark = { succeeded: "✓", done: "⚙", pending: "!", failed: "✗", unknown: "?" }[status] || "✗";
-  chip.className = `chip ${status === "done" ? "done" : status || "failed"}`;
-  chip.dataset.status = status || "";
-  chip.querySelector(".state").textContent = mark;
-  const ms = chip.querySelector(".ms");
-  ms.textContent = status === "pending" ? "needs your OK" : latencyMs != null ? formatMs(latencyMs) : "";
-  if (error) chip.title = `${chip.title}\n${error}`;
-}
-
 function showConfirmation(actions) {
-  const fresh = actions.filter((a) => !state.shownActions.has(a.id));
-  if (!fresh.length) return;
-  hideEmpty();
-  const card = el("div.confirm-card", { testid: "confirmation-card" },
-    el("div.head", {}, el("span", { text: "⚠" }), el("span", { text: fresh.length > 1 ? "Please confirm these actions" : "Please confirm this action" })));
-  for (const action of fresh) {
-    state.shownActions.add(action.id);
-    const outcome = el("div.outcome");
-    const confirm = el("button.btn.ok", { type: "button", testid: "confirm-button", text: "Confirm" });
-    const decline = el("button.btn.danger", { type: "button", testid: "decline-button", text: "Decline" });
-    const buttons = el("div.buttons", {}, confirm, decline);
-    const decide = (kind) => {
-      if (state.turnRunning) { notice({ message: "Please wait for the current reply to finish." }); return; }
-      if (!send({ type: kind, action_id: action.id })) return;
-      buttons.replaceWith(outcome);
-      outcome.className = `outcome ${kind === "confirm" ? "confirmed" : "declined"}`;
-      outcome.textContent = kind === "confirm" ? "✓ Confirmed" : "Declined: nothing was changed";
-      addSystemPill(kind === "confirm" ? `✓ You confirmed ${action.tool}` : `✗ You declined ${action.tool}`,
-                    kind !== "confirm");
-      startTurn();
-    };
-    confirm.addEventListener("click", () => decide("confirm"));
-    decline.addEventListener("click", () => decide("decline"));
-    // describe() reads "tool(args): what it does": show the plain words first, the exact call below
-    const described = action.description || "";
-    const split = described.startsWith(`${action.tool}(`) ? described.indexOf("): ") : -1;
-    const words = split > 0 ? described.slice(split + 3) : described || action.tool;
-    const exact = split > 0 ? described.slice(0, split + 1) : `${action.tool}(${shortArgs(action.arguments)})`;
-    card.append(el("div.confirm-action", { "data-action-id": action.id },
-      el("div.desc", { text: words }),
-      el("div.tool", { text: exact }),
-      buttons));
-  }
-  $("messages").append(card);
+  // The live card: its turn's record redraws it when the turn ends.
+  if (!actions.length) return;
+  ensureTurn();
+  if (state.live.querySelector(".confirm-card")) return;
+  state.live.append(Conversation.card(actions, decide));
   scrollDown();
+}
+
+// Confirm or Decline: a structured decision for exactly that action, never a typed "yes" or "no".
+function decide(action, kind) {
+  if (state.turnRunning) { notice({ message: "Please wait for the current reply to finish." }); return; }
+  if (!send({ type: kind, action_id: action.id })) return;
+  for (const row of $("messages").querySelectorAll(`.confirm-action[data-action-id="${CSS.escape(action.id)}"]`)) {
+    Conversation.setCardAction(row, kind === "confirm" ? "confirmed" : "declined");
+  }
+  startTurn(Conversation.decisionPill({ answer: kind, tool: action.tool, action_id: action.id }));
 }
 
 function notice(error) {
