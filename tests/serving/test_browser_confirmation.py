@@ -49,6 +49,7 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-b
 ORDER = re.compile(r"#W\d{7}")
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 FINISHED = '[data-testid="turn"]:not(.live)'
+DONE = "n => window.__events.filter((e) => e.type === 'turn_finished').length >= n"
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -155,11 +156,15 @@ def test_confirmations_are_asked_only_when_they_can_succeed_and_survive_a_reload
             cards = page.get_by_test_id("confirmation-card")
             finished = page.locator(FINISHED)
 
+            def wait_for_turns(turns: int) -> None:
+                """Until the page has received `turns` turn_finished events since it loaded."""
+                page.wait_for_function(DONE, arg=turns, timeout=WAIT_MS)
+                expect(box).to_be_enabled(timeout=WAIT_MS)
+
             def say(text: str, turns: int) -> None:
                 box.fill(text)
                 box.press("Enter")
-                expect(finished).to_have_count(turns, timeout=WAIT_MS)
-                expect(box).to_be_enabled(timeout=WAIT_MS)
+                wait_for_turns(turns)
 
             # no customer identified yet: the cancel is refused with a reason, and no card is shown
             say(f"Please cancel order {site.order_id}, I ordered it by mistake.", 1)
@@ -180,8 +185,7 @@ def test_confirmations_are_asked_only_when_they_can_succeed_and_survive_a_reload
 
             # Decline: nothing is done, and the model's immediate re-proposal brings no new card
             page.get_by_test_id("decline-button").click()
-            expect(finished).to_have_count(4, timeout=WAIT_MS)
-            expect(box).to_be_enabled(timeout=WAIT_MS)
+            wait_for_turns(4)
             expect(page.get_by_test_id("decision-marker").last).to_have_text("✗ You declined cancel_pending_order")
             expect(cards).to_have_count(1)
             expect(cards.locator(".outcome")).to_have_text("Declined: nothing was changed")
@@ -195,13 +199,13 @@ def test_confirmations_are_asked_only_when_they_can_succeed_and_survive_a_reload
             # a reload draws the same conversation: text, DOM and pixels
             declined = _capture(page, "01-declined-live.png")
             _reload_and_compare(page, declined, 5, "02-declined-reloaded.png")
+            expect(finished).to_have_count(5)
 
-            # the customer asks again: one new card; Confirm runs the cancel
-            say("Actually, please cancel it after all.", 6)
+            # the customer asks again: one new card; Confirm runs the cancel (events count from the reload)
+            say("Actually, please cancel it after all.", 1)
             expect(cards).to_have_count(2)
             page.get_by_test_id("confirm-button").last.click()
-            expect(finished).to_have_count(7, timeout=WAIT_MS)
-            expect(box).to_be_enabled(timeout=WAIT_MS)
+            wait_for_turns(2)
             expect(page.get_by_test_id("decision-marker").last).to_have_text("✓ You confirmed cancel_pending_order")
             expect(page.get_by_test_id("tool-chip").filter(has_text="cancel_pending_order").last) \
                 .to_have_attribute("data-status", "succeeded")
