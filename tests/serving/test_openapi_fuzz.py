@@ -10,35 +10,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from schemathesis import Case, CheckContext, GenerationMode, Response
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    negative_data_rejection,
-    response_schema_conformance,
-    status_code_conformance,
-)
+from schemathesis import Case, GenerationMode
 
-from concierge import Agent, Runtime
-from concierge.runtime.sessions.sql import SqlSessionStore
-from concierge.security.tenants import TenantDirectory
-from concierge.serving.app import ServeOptions, create_app
-from concierge.serving.ratelimit import InProcessRateLimiter
-from concierge.serving.records import SessionDirectory
-from concierge.serving.service import TurnService
-from concierge.serving.webhooks import DeliveryLog
-from concierge.testing import EchoModel
+from concierge.testing.api_fuzz import CHECKS, error_body_shape, live_api, load_schema
 from concierge.testing.serving import ServerThread
-from concierge.tools.ledger import SqlLedger
-from concierge.tools.pipeline import TransactionalExecutor
 
 MAX_EXAMPLES = 50  # per operation; the whole run takes seconds
 SESSION = "fuzz-1"
@@ -54,50 +35,12 @@ class Live:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    folder: Path = tmp_path_factory.mktemp("fuzz")
-    url = f"sqlite+aiosqlite:///{folder}/serve.db"
-    holder: dict[str, TurnService] = {}
-
-    def make_app():
-        agent = Agent(instructions="You help.", model=EchoModel())
-        runtime = Runtime(agent, store=SqlSessionStore(url), executor=TransactionalExecutor(SqlLedger(url)))
-        service = TurnService(runtime, TenantDirectory(url), SessionDirectory(url), DeliveryLog(url),
-                              InProcessRateLimiter())
-        holder["service"] = service
-        return create_app(service, ServeOptions(demo_tenant="acme"))
-
-    with ServerThread(make_app) as server:
-        tenants = holder["service"].tenants
-
-        async def setup() -> str:
-            await tenants.create_tenant("acme", rate=(10_000.0, 10_000), user_rate=(10_000.0, 10_000))
-            return await tenants.issue_key("acme", "service", "fuzzer")
-
-        key = server.call(setup())
-        created = httpx.post(f"{server.url}/v1/sessions", json={"session_id": SESSION, "user_id": "fuzzer"},
+    with live_api(tmp_path_factory.mktemp("fuzz")) as api:
+        key = api.issue_key("service", "fuzzer")
+        created = httpx.post(f"{api.url}/v1/sessions", json={"session_id": SESSION, "user_id": "fuzzer"},
                              headers={"Authorization": f"Bearer {key}"}, timeout=30)
         assert created.status_code == 201, created.text
-        yield Live(server, key)
-
-
-def error_body_shape(ctx: CheckContext, response: Response, case: Case) -> bool | None:
-    """Every 4xx/5xx carries `{"error": {"code": str, "message": str}}`."""
-    if response.status_code < 400:
-        return None
-    try:
-        body = response.json()
-    except ValueError as exc:  # not JSON
-        raise AssertionError(f"{response.status_code} without a JSON body: {response.text[:200]!r}") from exc
-    error = body.get("error") if isinstance(body, dict) else None
-    assert isinstance(error, dict), f"{response.status_code} body has no 'error' object: {body!r}"
-    assert isinstance(error.get("code"), str) and error["code"], f"error.code missing: {body!r}"
-    assert isinstance(error.get("message"), str) and error["message"], f"error.message missing: {body!r}"
-    return None
-
-
-# Beyond "no 5xx": declared statuses, content types and bodies, and invalid requests get a 4xx.
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
-          negative_data_rejection]
+        yield Live(api.server, key)
 
 
 def _strategies(operation: Any, key: str) -> st.SearchStrategy[Case]:
@@ -115,7 +58,7 @@ def _strategies(operation: Any, key: str) -> st.SearchStrategy[Case]:
 
 
 def test_the_api_survives_schemathesis(live: Live) -> None:
-    schema = schemathesis.openapi.from_url(f"{live.server.url}/openapi.json")
+    schema = load_schema(live.server.url)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 12, [op.label for op in operations]
     failures: dict[str, str] = {}

@@ -10,6 +10,7 @@ itself only records.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections import Counter
@@ -24,6 +25,7 @@ import schemathesis
 from hypothesis.errors import Flaky
 from schemathesis import Case, CheckContext, Response
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import FailureGroup
 from schemathesis.generation.stateful.state_machine import StepInput, StepOutput
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -31,6 +33,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from ..runtime.agent import Agent
 from ..runtime.runtime import Runtime
@@ -104,6 +107,17 @@ def error_body_shape(ctx: CheckContext, response: Response, case: Case) -> bool 
 # Beyond "no 5xx": declared statuses, content types and bodies, and invalid requests get a 4xx.
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           negative_data_rejection]
+# Statuses that reject invalid data besides schemathesis's defaults: a body over the size limit.
+REJECTIONS = ("413",)
+
+
+def load_schema(base_url: str) -> OpenApiSchema:
+    """The published spec, with checks that know every way the server rejects invalid data."""
+    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json", timeout=30)
+    rejection = schema.config.checks.negative_data_rejection
+    rejection.expected_statuses = [*rejection.expected_statuses,
+                                   *(s for s in REJECTIONS if s not in rejection.expected_statuses)]
+    return schema
 
 
 @dataclass
@@ -140,6 +154,13 @@ class FuzzStats:
             self.server_errors.append(line)
         if elapsed_s >= self.slow_s:
             self.slow.append(line)
+
+    def fail(self, case: Case, response: Response, title: str, message: str) -> None:
+        """Keep the first failure of each check on each operation (request and answer cut short)."""
+        body = case.body if isinstance(case.body, dict | list | str) else None
+        request = f"{case.operation.label} {case.path_parameters or {}} body {str(body)[:300]!r}"
+        self.failures.setdefault(f"{case.operation.label}: {title}",
+                                 f"{message[:600]}\n{request}\n-> {response.status_code} {response.text[:300]!r}")
 
     def percentile(self, q: float) -> float:
         """The q-th percentile (0-100) of the call latencies, in ms."""
@@ -191,8 +212,7 @@ def stateful_fuzz(base_url: str, key: str, *, cases: int, steps: int = 25, scena
     calls follow the spec's links from one answer to the next. Failures are recorded, not
     raised, so one run reports all of them.
     """
-    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json", timeout=30)
-    machine = schema.as_state_machine()
+    machine = load_schema(base_url).as_state_machine()
     stats = FuzzStats(slow_s=slow_s)
     credentials = {"authorization", "x-api-key"}
 
@@ -225,17 +245,20 @@ def stateful_fuzz(base_url: str, key: str, *, cases: int, steps: int = 25, scena
             try:
                 case.validate_response(response, checks=CHECKS, additional_checks=[error_body_shape],
                                        transport_kwargs=kwargs or None, recorder=self.recorder)
-            except Exception as exc:  # noqa: BLE001 - recorded, so the run goes on and reports all
-                name = f"{case.operation.label}: {type(exc).__name__}"
-                stats.failures.setdefault(name, str(exc)[:2000])
+            except FailureGroup as group:  # recorded, so the run goes on and reports all
+                for failure in group.exceptions:
+                    stats.fail(case, response, failure.title, failure.message)
+            except Exception as exc:  # noqa: BLE001 - one failed check (ours raise AssertionError)
+                stats.fail(case, response, type(exc).__name__, str(exc))
 
-    settings = hypothesis.settings(max_examples=scenarios_per_run, stateful_step_count=steps, deadline=None,
-                                   database=None, phases=[hypothesis.Phase.generate],
-                                   suppress_health_check=list(hypothesis.HealthCheck))
     started = time.perf_counter()
+    scenarios = scenarios_per_run
     try:
         while stats.total < cases:
             before = stats.total
+            settings = hypothesis.settings(max_examples=scenarios, stateful_step_count=steps, deadline=None,
+                                           database=None, phases=[hypothesis.Phase.generate],
+                                           suppress_health_check=list(hypothesis.HealthCheck))
             try:
                 Fuzz.run(settings=settings)
             except Flaky:
@@ -244,6 +267,9 @@ def stateful_fuzz(base_url: str, key: str, *, cases: int, steps: int = 25, scena
                 stats.restarts += 1
             if stats.total == before:
                 raise RuntimeError("the state machine made no call: are the spec's links and operations there?")
+            # Just enough scenarios for the calls still to make, at the rate seen so far.
+            per_scenario = stats.total / max(1, stats.scenarios)
+            scenarios = max(2, min(scenarios_per_run, math.ceil((cases - stats.total) / per_scenario) + 1))
     finally:
         stats.seconds = time.perf_counter() - started
     return stats
