@@ -1,7 +1,7 @@
 """Typed tools and the transactional executor that runs them with exactly-once effects."""
 
 from .breaker import Breakers, CircuitBreaker
-from .confirmation import ConfirmationGate, PendingAction, classify_reply
+from .confirmation import ActionNotPending, ConfirmationGate, Decision, PendingAction, classify_reply
 from .executor import DirectExecutor, EscalationRequired, ToolExecutor
 from .http import call_api
 from .idempotency import Ledgered, idempotency_key
@@ -17,7 +17,8 @@ from .scopes import ScopeCheck
 from .tool import Compensation, Tool, ToolContext, make_tool, tool
 
 __all__ = [
-    "AuditRecord", "Breakers", "CircuitBreaker", "Compensation", "ConfirmationGate", "DirectExecutor",
+    "ActionNotPending", "AuditRecord", "Breakers", "CircuitBreaker", "Compensation", "ConfirmationGate", "Decision",
+    "DirectExecutor",
     "EscalationRequired", "InMemoryLedger", "Ledger", "LedgerEntry", "Ledgered", "PendingAction",
     "PreconditionCheck", "Requires", "RetryPolicy", "Retrying", "Saga", "SagaResult", "SagaStep", "ScopeCheck",
     "SqlLedger", "Tool", "ToolContext", "ToolExecutor", "ToolOutcome", "ToolRegistry", "TransactionalExecutor",
