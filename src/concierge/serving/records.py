@@ -10,7 +10,6 @@ tenants using the same id never share a conversation.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -130,10 +129,10 @@ def turn_steps(result: TurnResult) -> list[dict[str, Any]]:
     then its reasoning steps (kind "reasoning"), which the console lists beside the waterfall. A
     tool step that asked for a confirmation names its action (`action_id`, `description`)."""
     offset, steps = 0.0, []
-    asked = {(a.tool, _canonical(a.arguments)): a for a in result.pending_actions}
+    asked = iter(result.pending_actions)  # in the order their calls asked for them
     for step in result.steps:
         entry = {**step_to_dict(step), "start_ms": round(offset, 3)}
-        action = asked.get((step.name, _canonical(step.arguments))) if step.status == "pending" else None
+        action = next(asked, None) if step.status == "pending" else None
         if action is not None:
             entry["action_id"], entry["description"] = action.id, action.describe()
         steps.append(entry)
@@ -142,10 +141,6 @@ def turn_steps(result: TurnResult) -> list[dict[str, Any]]:
         steps.append({"kind": "reasoning", "name": f"{reasoning.strategy}.{reasoning.kind}", "latency_ms": 0.0,
                       "start_ms": None, "reasoning": reasoning.to_dict()})
     return steps
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _chip(step: Mapping[str, Any]) -> dict[str, Any] | None:
