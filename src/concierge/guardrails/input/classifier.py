@@ -29,9 +29,9 @@ from .rules import ATTACK_LABELS, LABELS, normalise
 HOLDOUT_PERCENT = 20
 # The classifier reads at most this much of a text: the first and the last `_CHUNK` characters and
 # the chunks in between densest in the words instructions are made of. Vectorising costs time
-# linear in what is read (about 5 ms per 2,000 characters), and a whole 32,000-character message
+# linear in what is read (a few ms per 1,000 characters), and a whole 32,000-character message
 # would bury a short attack in benign n-grams anyway; the rules read all of it.
-VIEW_CHARS = 2_000
+VIEW_CHARS = 1_500
 _CHUNK = 250
 _CUES = re.compile(literal_trie((
     "ignor", "disregard", "forget", "overrid", "bypass", "instruct", "prompt", "system", "assistant", "develop",

@@ -9,7 +9,8 @@ rule is compiled as its top-level alternatives (`split_alternatives`), each one
   tests, when the text lacks them;
 * when it is `\\b` followed by word characters, searched as `\\W` + the rest: the engine then skips
   word characters at C speed and tries the rest only after a non-word character (a match at the
-  very start of the text is tried once, separately).
+  very start of the text is tried once, separately); the admitted alternatives of this kind are
+  searched together, in one pass.
 
 `Matcher.search` over the alternatives gives exactly what the original pattern's `search` gives:
 the leftmost match, and at that position the first alternative that matches there.
@@ -18,12 +19,12 @@ the leftmost match, and at that position the first alternative that matches ther
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from re import _constants as _sre
 from re import _parser as _sre_parse
 from typing import Any
 
-from .needles import OPEN_GATE, RuleGate, required_literals
+from .needles import OPEN_GATE, Presence, RuleGate, required_literals
 
 _WORD = re.compile(r"\w")
 _REPEATS = (_sre.MAX_REPEAT, _sre.MIN_REPEAT, getattr(_sre, "POSSESSIVE_REPEAT", _sre.MAX_REPEAT))
@@ -120,41 +121,75 @@ def _starts_with_word(pattern: str, flags: int) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Alternative:
-    """One top-level alternative: `scan` finds it; with `at_start` set, `scan` is `\\W` + the
-    alternative without its leading `\\b`, and `at_start` is that rest, tried at position 0."""
+    """One top-level alternative. `word_start`: the alternative without its leading `\\b`, when every
+    match of it starts with a word character (searched as `\\W` + it, and once at position 0)."""
 
-    scan: re.Pattern[str]
+    pattern: re.Pattern[str]
     gate: RuleGate = OPEN_GATE
-    at_start: re.Pattern[str] | None = None
+    word_start: re.Pattern[str] | None = None
+    after_non_word: re.Pattern[str] | None = None  # `\W(?:word_start)`
 
-    def search(self, text: str, seen: dict[str, bool] | None) -> tuple[int, int] | None:
-        if not self.gate.admits(text, seen):
-            return None
-        if self.at_start is None:
-            m = self.scan.search(text)
+    def search(self, text: str, pos: int = 0) -> tuple[int, int] | None:
+        """The leftmost match starting at or after `pos`."""
+        if self.after_non_word is None or self.word_start is None:
+            m = self.pattern.search(text, pos)
             return None if m is None else m.span()
-        m = self.at_start.match(text)
+        m = self.word_start.match(text, pos) if pos == 0 else None
         if m is not None:
             return m.span()
-        m = self.scan.search(text)
+        m = self.after_non_word.search(text, max(pos - 1, 0))
         return None if m is None else (m.start() + 1, m.end())
 
 
 @dataclass(frozen=True, slots=True)
 class Matcher:
-    """A rule's pattern as alternatives; `search` equals `re.compile(pattern, flags).search`'s span."""
+    """A rule's pattern as alternatives; `search` equals `re.compile(pattern, flags).search`'s span.
+
+    The admitted word-start alternatives are searched together, in one pass (`\\W(?:a|b|...)`,
+    compiled on first use for each combination), since the engine's cost is per position tried."""
 
     alternatives: tuple[Alternative, ...]
+    flags: int = 0
+    _together: dict[tuple[int, ...], tuple[re.Pattern[str], re.Pattern[str]]] = field(
+        default_factory=dict, compare=False, repr=False)
 
-    def search(self, text: str, seen: dict[str, bool] | None = None) -> tuple[int, int] | None:
-        best: tuple[int, int] | None = None
-        for alternative in self.alternatives:
-            span = alternative.search(text, seen)
-            if span is not None and (best is None or span[0] < best[0]):  # ties: the earlier alternative
-                best = span
-                if best[0] == 0:
-                    break
-        return best
+    def search(self, text: str, presence: Presence | None = None) -> tuple[int, int] | None:
+        presence = presence if presence is not None else Presence(text)
+        admitted = [i for i, a in enumerate(self.alternatives) if a.gate.admits(presence)]
+        words = tuple(i for i in admitted if self.alternatives[i].word_start is not None)
+        best: tuple[int, int, tuple[int, int]] | None = None  # (start, alternative, span)
+        if words:
+            span = self._search_words(words, text)
+            if span is not None:
+                best = (span[0], words[0], span)  # which of `words` matched is worked out on a tie
+        for i in admitted:
+            if self.alternatives[i].word_start is not None:
+                continue
+            span = self.alternatives[i].search(text)
+            if span is None or (best is not None and span[0] > best[0]):
+                continue
+            if best is not None and span[0] == best[0] and best[1] in words:
+                best = (best[0], self._first_at(words, text, best[0]), best[2])
+            if best is None or (span[0], i) < (best[0], best[1]):
+                best = (span[0], i, span)
+        return None if best is None else best[2]
+
+    def _search_words(self, words: tuple[int, ...], text: str) -> tuple[int, int] | None:
+        compiled = self._together.get(words)
+        if compiled is None:
+            rest = "|".join(self.alternatives[i].word_start.pattern for i in words)  # type: ignore[union-attr]
+            compiled = self._together[words] = (re.compile(rf"(?:{rest})", self.flags),
+                                                re.compile(rf"\W(?:{rest})", self.flags))
+        at_start, after_non_word = compiled
+        m = at_start.match(text)
+        if m is not None:
+            return m.span()
+        m = after_non_word.search(text)
+        return None if m is None else (m.start() + 1, m.end())
+
+    def _first_at(self, words: tuple[int, ...], text: str, start: int) -> int:
+        """The first of `words` that matches at `start` (the one the joint search reported)."""
+        return next(i for i in words if self.alternatives[i].word_start.match(text, start))  # type: ignore[union-attr]
 
 
 def compile_rule(pattern: str, flags: int = 0) -> Matcher:
@@ -164,7 +199,8 @@ def compile_rule(pattern: str, flags: int = 0) -> Matcher:
         gate = RuleGate(required_literals(part, flags))
         rest = part[2:]
         if part.startswith(r"\b") and _starts_with_word(rest, flags):
-            alternatives.append(Alternative(re.compile(rf"\W(?:{rest})", flags), gate, re.compile(rest, flags)))
+            alternatives.append(Alternative(re.compile(part, flags), gate, re.compile(rest, flags),
+                                            re.compile(rf"\W(?:{rest})", flags)))
         else:
             alternatives.append(Alternative(re.compile(part, flags), gate))
-    return Matcher(tuple(alternatives))
+    return Matcher(tuple(alternatives), flags)

@@ -80,26 +80,35 @@ def required_literals(pattern: str, flags: int = 0) -> tuple[Group, ...]:
     return tuple(ranked[:_MAX_GROUPS])
 
 
+class Presence:
+    """Which strings occur in one text, each looked for once however many rules ask. A string with a
+    character the text lacks is absent without a scan: a text of digits or brackets rules out every
+    word at the cost of one pass to collect its characters."""
+
+    __slots__ = ("_chars", "_known", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._known: dict[str, bool] = {}
+        self._chars: frozenset[str] | None = None
+
+    def has(self, s: str) -> bool:
+        found = self._known.get(s)
+        if found is None:
+            if self._chars is None:
+                self._chars = frozenset(self.text)
+            found = self._known[s] = self._chars.issuperset(s) and s in self.text
+        return found
+
+
 @dataclass(frozen=True, slots=True)
 class RuleGate:
     """Whether a text can possibly match: every group has a member in it."""
 
     groups: tuple[Group, ...]
 
-    def admits(self, text: str, seen: dict[str, bool] | None = None) -> bool:
-        """`seen` caches substring tests across the rules screening the same text."""
-        for group in self.groups:
-            for s in group:
-                found = seen.get(s) if seen is not None else None
-                if found is None:
-                    found = s in text
-                    if seen is not None:
-                        seen[s] = found
-                if found:
-                    break
-            else:
-                return False
-        return True
+    def admits(self, presence: Presence) -> bool:
+        return all(any(presence.has(s) for s in group) for group in self.groups)
 
 
 OPEN_GATE = RuleGate(())  # admits every text

@@ -23,7 +23,8 @@ from typing import Literal
 
 from .comments import find_keyword_comment
 from .matching import Matcher, compile_rule
-from .needles import OPEN_GATE, RuleGate, required_literals
+from .needles import OPEN_GATE, Presence, RuleGate, required_literals
+from .scanner import RuleScanner
 
 Source = Literal["user", "tool", "document"]
 SOURCES: tuple[str, ...] = ("user", "tool", "document")
@@ -110,12 +111,14 @@ class Rule:
     finder: Callable[[str], tuple[int, int] | None] | None = None
     gate: RuleGate = OPEN_GATE
 
-    def search(self, text: str, seen: dict[str, bool] | None = None) -> tuple[int, int] | None:
-        """The span of the first match in `text` (normalised), or None. `seen`: see `RuleGate.admits`."""
+    def search(self, text: str, presence: Presence | None = None) -> tuple[int, int] | None:
+        """The span of the first match in `text` (normalised), or None. `presence`: `Presence(text)`,
+        shared by the rules screening the same text."""
+        presence = presence if presence is not None else Presence(text)
         if self.finder is not None:
-            return self.finder(text) if self.gate.admits(text, seen) else None
+            return self.finder(text) if self.gate.admits(presence) else None
         if self.matcher is not None:
-            return self.matcher.search(text, seen)
+            return self.matcher.search(text, presence)
         m = self.pattern.search(text)
         return None if m is None else m.span()
 
@@ -330,21 +333,29 @@ class RuleHit:
     span: tuple[int, int]  # in the normalised text
 
 
+_MATCHED = [i for i, rule in enumerate(RULES) if rule.matcher is not None]  # the rules the scanner runs
+_SCANNER = RuleScanner([RULES[i].matcher for i in _MATCHED])  # type: ignore[misc]
+_DATA_ONLY = [RULES[i].data_only for i in _MATCHED]
+
+
 def match_rules(text: str, *, source: str = "user", normalised: bool = False) -> list[RuleHit]:
     """Every rule that matches `text` (first match per rule), in rule order.
 
     `source` picks the rules: data-only rules (instructions addressed to the assistant, mass
     refunds) apply to "tool" and "document" only. Pass `normalised=True` when `text` already went
-    through `normalise`.
+    through `normalise`. All rules are searched together, in one pass over the words of the text
+    (see `scanner.py`), in time linear in its length.
     """
     norm = text if normalised else normalise(text)
     data = source != "user"
+    presence = Presence(norm)
+    spans = _SCANNER.scan(norm, lambda k: data or not _DATA_ONLY[k], presence)
+    by_rule = {_MATCHED[k]: span for k, span in spans.items()}
     hits: list[RuleHit] = []
-    seen: dict[str, bool] = {}
-    for rule in RULES:
+    for i, rule in enumerate(RULES):
         if rule.data_only and not data:
             continue
-        span = rule.search(norm, seen)
+        span = rule.search(norm, presence) if rule.finder is not None else by_rule.get(i)
         if span is not None:
             hits.append(RuleHit(rule.id, rule.label, span))
     return hits
