@@ -168,7 +168,7 @@ def _claim_dead(server: Server, delivery: str, age: timedelta) -> None:
 
 def test_a_claim_older_than_the_lease_is_taken_over_and_runs_once(server: Server) -> None:
     body = _body("wh-stale")
-    _claim_dead(server, "s-1", timedelta(seconds=305))  # the default lease is 300 s
+    _claim_dead(server, "s-1", timedelta(seconds=905))  # the default lease is 900 s
     signature = _migrating(server.secret, body, int(time.time()), "s-1")
     taken = server.deliver(body, "s-1", signature)
     assert taken.status_code == 200, taken.text
@@ -188,7 +188,7 @@ def test_a_fresh_claim_answers_409_with_retry_after(server: Server) -> None:
 
 
 def test_a_lease_shorter_than_a_turn_is_a_config_error(tmp_path: Path) -> None:
-    assert ServeConfig().webhook_lease_s == 300
+    assert ServeConfig().webhook_lease_s == 900
     service = _service(f"sqlite+aiosqlite:///{tmp_path}/x.db")
     with pytest.raises(ConfigError, match="webhook_lease_s"):
         create_app(service, ServeOptions(webhook_lease_s=60))
