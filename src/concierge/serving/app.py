@@ -144,8 +144,6 @@ class ServeOptions:
     # limit close the stream with 1009 (see limits.py and stream.py).
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_frame_bytes: int = DEFAULT_MAX_BODY_BYTES
-    # While demo is on, POST /v1/demo/console-login trades this for an operator token, once.
-    console_token: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("demo_tenant", "console_token"):
