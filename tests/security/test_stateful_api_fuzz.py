@@ -4,9 +4,10 @@ The per-operation run (tests/serving/test_openapi_fuzz.py) sends each request on
 session it talks to is one it was handed. Here schemathesis's state machine chains calls through
 the OpenAPI links the spec publishes: a session opened by `POST /v1/sessions` (or listed by
 `GET /v1/sessions`) is then talked to, read, confirmed and declined in, audited and ended, with
-one call in ten deliberately invalid. On the code as it landed the spec had no links, so no
-session created by the run was ever reused. At least 1,000 calls: no 5xx, none slower than 1 s,
-every answer as the spec declares it. `bench/api_fuzz.py` runs the same at 10,000 and more.
+one call in ten deliberately invalid. On the code as it landed the spec had no links: only the
+links schemathesis guessed by itself chained calls (253 of about 1,200 acted on a session an
+earlier answer named). At least 1,000 calls: no 5xx, none slower than 1 s, every answer as the
+spec declares it. `bench/api_fuzz.py` runs the same at 10,000 and more.
 """
 
 from __future__ import annotations
