@@ -5,9 +5,10 @@ session it talks to is one it was handed. Here schemathesis's state machine chai
 the OpenAPI links the spec publishes: a session opened by `POST /v1/sessions` (or listed by
 `GET /v1/sessions`) is then talked to, read, confirmed and declined in, audited and ended, with
 one call in ten deliberately invalid. On the code as it landed the spec had no links: only the
-links schemathesis guessed by itself chained calls (253 of about 1,200 acted on a session an
-earlier answer named). At least 1,000 calls: no 5xx, none slower than 1 s, every answer as the
-spec declares it. `bench/api_fuzz.py` runs the same at 10,000 and more.
+links schemathesis guessed by itself chained calls, so about a third of them acted on a session
+an earlier answer named (331 of 1,014; half got a 404), against two thirds with the links. At
+least 1,000 calls: no 5xx, none slower than 1 s, every answer as the spec declares it.
+`bench/api_fuzz.py` runs the same at 10,000 and more.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def test_a_stateful_run_of_1000_calls_with_an_admin_key(api: LiveApi) -> None:
         print(f"  {count:5d}  {label}")
     assert stats.total >= CASES
     assert stats.calls["POST /v1/sessions"] > 0 and len(stats.calls) >= len(SESSION_OPERATIONS) + 2
-    assert stats.linked >= CASES // 3, "most calls should act on a session an earlier answer named"
+    assert stats.linked >= stats.total // 2, "most calls should act on a session an earlier answer named"
     assert stats.statuses[200] + stats.statuses[201] >= CASES // 3, stats.statuses
     assert not stats.server_errors, "\n".join(stats.server_errors[:20])
     assert not stats.slow, "\n".join(stats.slow[:20])
