@@ -7,10 +7,10 @@ rule is compiled as its top-level alternatives (`split_alternatives`), each one
 
 * behind its own gate of required literals (`needles.RuleGate`): skipped, with a few substring
   tests, when the text lacks them;
-* when it is `\\b` followed by word characters, searched as `\\W` + the rest: the engine then skips
-  word characters at C speed and tries the rest only after a non-word character (a match at the
-  very start of the text is tried once, separately); the admitted alternatives of this kind are
-  searched together, in one pass.
+* when it is `\\b` followed by word characters, also compiled without the `\\b` (`word_start`, for
+  `pattern.match` at a word start) and as `\\W` + the rest: the engine then skips word characters
+  at C speed and tries the rest only after a non-word character (a match at the very start of the
+  text is tried once, separately).
 
 `Matcher.search` over the alternatives gives exactly what the original pattern's `search` gives:
 the leftmost match, and at that position the first alternative that matches there.
@@ -19,7 +19,7 @@ the leftmost match, and at that position the first alternative that matches ther
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from re import _constants as _sre
 from re import _parser as _sre_parse
 from typing import Any
@@ -144,52 +144,20 @@ class Alternative:
 @dataclass(frozen=True, slots=True)
 class Matcher:
     """A rule's pattern as alternatives; `search` equals `re.compile(pattern, flags).search`'s span.
-
-    The admitted word-start alternatives are searched together, in one pass (`\\W(?:a|b|...)`,
-    compiled on first use for each combination), since the engine's cost is per position tried."""
+    (`scanner.RuleScanner` searches the alternatives of all rules together, in one pass.)"""
 
     alternatives: tuple[Alternative, ...]
-    flags: int = 0
-    _together: dict[tuple[int, ...], tuple[re.Pattern[str], re.Pattern[str]]] = field(
-        default_factory=dict, compare=False, repr=False)
 
     def search(self, text: str, presence: Presence | None = None) -> tuple[int, int] | None:
         presence = presence if presence is not None else Presence(text)
-        admitted = [i for i, a in enumerate(self.alternatives) if a.gate.admits(presence)]
-        words = tuple(i for i in admitted if self.alternatives[i].word_start is not None)
-        best: tuple[int, int, tuple[int, int]] | None = None  # (start, alternative, span)
-        if words:
-            span = self._search_words(words, text)
-            if span is not None:
-                best = (span[0], words[0], span)  # which of `words` matched is worked out on a tie
-        for i in admitted:
-            if self.alternatives[i].word_start is not None:
+        best: tuple[int, int] | None = None
+        for alternative in self.alternatives:
+            if not alternative.gate.admits(presence):
                 continue
-            span = self.alternatives[i].search(text)
-            if span is None or (best is not None and span[0] > best[0]):
-                continue
-            if best is not None and span[0] == best[0] and best[1] in words:
-                best = (best[0], self._first_at(words, text, best[0]), best[2])
-            if best is None or (span[0], i) < (best[0], best[1]):
-                best = (span[0], i, span)
-        return None if best is None else best[2]
-
-    def _search_words(self, words: tuple[int, ...], text: str) -> tuple[int, int] | None:
-        compiled = self._together.get(words)
-        if compiled is None:
-            rest = "|".join(self.alternatives[i].word_start.pattern for i in words)  # type: ignore[union-attr]
-            compiled = self._together[words] = (re.compile(rf"(?:{rest})", self.flags),
-                                                re.compile(rf"\W(?:{rest})", self.flags))
-        at_start, after_non_word = compiled
-        m = at_start.match(text)
-        if m is not None:
-            return m.span()
-        m = after_non_word.search(text)
-        return None if m is None else (m.start() + 1, m.end())
-
-    def _first_at(self, words: tuple[int, ...], text: str, start: int) -> int:
-        """The first of `words` that matches at `start` (the one the joint search reported)."""
-        return next(i for i in words if self.alternatives[i].word_start.match(text, start))  # type: ignore[union-attr]
+            span = alternative.search(text)
+            if span is not None and (best is None or span[0] < best[0]):  # a tie keeps the earlier one
+                best = span
+        return best
 
 
 def compile_rule(pattern: str, flags: int = 0) -> Matcher:
@@ -203,4 +171,4 @@ def compile_rule(pattern: str, flags: int = 0) -> Matcher:
                                             re.compile(rf"\W(?:{rest})", flags)))
         else:
             alternatives.append(Alternative(re.compile(part, flags), gate))
-    return Matcher(tuple(alternatives), flags)
+    return Matcher(tuple(alternatives))

@@ -11,6 +11,12 @@ may well write "return everything" while an order note never should tell the ass
 The rules are written for low false positives on ordinary retail requests: "ignore the previous
 address, use the new one", "cancel all my orders" or "I'm the admin of our company account"
 match nothing. What they miss, the classifier may catch (see `classifier.py`).
+
+Screening costs time linear in the text: normalising is a few linear passes, and `match_rules`
+runs every rule in one pass over the words of the text (`scanner.py`), each alternative of a rule
+behind a gate of the literals it needs (`needles.py`); the one rule whose expression would rescan
+(an instruction inside an HTML comment) has a linear finder (`comments.py`). Tests compare all of
+it, span for span, with the plain expressions below.
 """
 
 from __future__ import annotations
@@ -44,12 +50,12 @@ _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t
 # inside it each run of letters and leet characters is undone unless it is all digits ("w2024" stays).
 _LEET_WORD = re.compile(r"(?<![\w@$!])(?=[\w@$!]{3})(?=(?:[^a-z\W]|[@$!])*+[a-z])[^\W013457]*+[013457@$!][\w@$!]*+")
 _LEET_PART = re.compile(r"[a-z0134579@$!]{3,}")
+_PART_CHARS = str.maketrans("", "", "abcdefghijklmnopqrstuvwxyz0134579@$!")  # deletes them
 _LETTER = re.compile(r"[a-z]")
-_LEET_CHARS = "0134579@$!"
-_PART_CHARS = str.maketrans("", "", "abcdefghijklmnopqrstuvwxyz" + _LEET_CHARS)  # deletes them
 # Blanks collapse to one space; a blank run holding a line break collapses to that line break, so no
-# `\s*` in a rule ever sees more than one character. A single space already is what it should be.
-_BLANKS = re.compile(r"[^\S\n]{2,}|[^\S\n ]")
+# `\s*` in a rule ever sees more than one character. A single space already is what it should be (the
+# look-behind), and the expression starts with a character class, which the engine scans for at C speed.
+_BLANKS = re.compile(r"[^\S\n](?:[^\S\n]+|(?<! ))")
 _LINE_BREAKS = re.compile(r" ?\n[\n ]*+")
 
 
@@ -59,13 +65,9 @@ def _unleet_part(m: re.Match[str]) -> str:
 
 
 def _unleet(m: re.Match[str]) -> str:
-    word = m.group(0)
-    if len(word) < 3:
-        return word
+    word = m.group(0)  # three characters or more, a letter and a leet character among them
     if not word.translate(_PART_CHARS):  # the usual case: only letters and leet characters
-        return word.translate(_LEET) if word.strip(_LEET_CHARS) else word  # a letter in it, or none
-    if _LETTER.search(word) is None:
-        return word
+        return word.translate(_LEET)
     return _LEET_PART.sub(_unleet_part, word)
 
 
@@ -74,7 +76,7 @@ def normalise(text: str) -> str:
     leetspeak-light undone, runs of blanks collapsed (one line break kept: some rules anchor on lines).
 
     Every step is a single linear pass (translate tables and regular expressions that cannot
-    backtrack), so a 32,000-character message normalises in about a millisecond whatever it holds.
+    backtrack), so a 32,000-character message normalises in a few milliseconds whatever it holds.
     """
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text).lower().translate(_UNICODE_FOLD)
@@ -94,7 +96,9 @@ def _unleet_words(text: str) -> str:
     for token in text.split(" "):
         plain = done.get(token)
         if plain is None:
-            plain = done[token] = _LEET_WORD.sub(_unleet, token)
+            # Only letters, or no letter at all (a digit run): nothing to undo, and no expression to run.
+            unchanged = token.isalpha() or _LETTER.search(token) is None
+            plain = done[token] = token if unchanged else _LEET_WORD.sub(_unleet, token)
         out.append(plain)
     return " ".join(out)
 

@@ -30,6 +30,7 @@ _MAX_KEYS = 400  # a prefix set larger than this screens nothing out: search tha
 # costs less than a call from Python (under a microsecond) every _DENSE characters.
 _MIN_MISSES = 32
 _DENSE = 24
+_FEW = 8  # up to this many alternatives to try, each is searched on its own (the scan's fixed cost is ~3 ms)
 
 Prefix = tuple[str, bool]  # (characters, whether more characters of the same match may follow)
 
@@ -131,6 +132,7 @@ class RuleScanner:
                     self.table.setdefault(key, []).append(entry_id)
                 keys_seen |= keys
         self.lengths = sorted({len(k) for k in keys_seen}, reverse=True)
+        self._alone = frozenset(self.alone)
         trie = literal_trie(sorted(keys_seen)) if keys_seen else "(?!)"
         self._at_start = re.compile(trie)
         self._after_non_word = re.compile(rf"\W(?={trie})")
@@ -144,16 +146,23 @@ class RuleScanner:
                 span = self.entries[entry_id].alternative.search(text)
                 if span is not None:
                     found[entry_id] = span
-        pending = sum(admitted) - sum(admitted[e] for e in self.alone)
-        if pending:
-            self._scan_words(text, admitted, found, pending)
+        pending = [e for e, ok in enumerate(admitted) if ok and e not in self._alone]
+        if len(pending) <= _FEW:  # a few passes of the engine cost less than one pass over the words
+            for entry_id in pending:
+                span = self.entries[entry_id].alternative.search(text)
+                if span is not None:
+                    found[entry_id] = span
+        else:
+            self._scan_words(text, admitted, found, len(pending))
         return self._per_rule(found)
 
     def _scan_words(self, text: str, admitted: list[bool], found: dict[int, tuple[int, int]], pending: int) -> None:
         table, entries, lengths = self.table, self.entries, self.lengths
         misses = [0] * len(entries)
-        starts = [0] if self._at_start.match(text) else []  # keys start with a word character: a word starts at 0
-        for start in _chain(starts, self._after_non_word.finditer(text)):
+        starts = [m.start() + 1 for m in self._after_non_word.finditer(text)]
+        if self._at_start.match(text):  # keys start with a word character: a word starts at 0
+            starts.insert(0, 0)
+        for start in starts:
             for length in lengths:
                 candidates = table.get(text[start:start + length])
                 if candidates is None:
@@ -187,9 +196,3 @@ class RuleScanner:
             if entry.rule not in best or key < best[entry.rule]:
                 best[entry.rule] = key
         return {rule: value[2] for rule, value in best.items()}
-
-
-def _chain(first: list[int], matches: Any) -> Any:
-    yield from first
-    for m in matches:
-        yield m.start() + 1
