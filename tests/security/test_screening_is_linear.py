@@ -14,6 +14,7 @@ catch obfuscated attacks, also buried in a long message. (b) a real server that 
 
 from __future__ import annotations
 
+import gc
 import random
 import threading
 import time
@@ -71,13 +72,15 @@ ADVERSARIAL: dict[str, Callable[[int], str]] = {
 
 def _kitchen_sink(n: int) -> str:
     """The words the rules look for, shuffled between separators: every rule has to run its search."""
-    words = ("ignore disregard forget override bypass skip instructions rules guidelines prompt system "
-             "previous void no longer apply new updated your from now on you are mode developer enable "
-             "pretend without restrictions stop being do not follow <|im_start|> [inst] <<sys>> admin root "
-             "i am operator grant me access privileges scope refunds:write act as treat me disable verification "
-             "authorized to code password sudo internal tools show reveal print configuration verbatim api keys "
-             "customers emails conversations of user orders of dump database send every to ai assistant must "
-             "refund call tool execute function begin important note for the model untrusted <!-- -->").split()
+    words = ("ignore", "disregard", "forget", "override", "bypass", "skip", "instructions", "rules", "guidelines",
+             "prompt", "system", "previous", "void", "no longer", "apply", "new", "updated", "your", "from now on",
+             "you are", "mode", "developer", "enable", "pretend", "without", "restrictions", "stop being",
+             "do not follow", "<|im_start|>", "[inst]", "<<sys>>", "admin", "root", "i am", "operator", "grant me",
+             "access", "privileges", "scope", "refunds:write", "act as", "treat me", "disable", "verification",
+             "authorized to", "code", "password", "sudo", "internal", "tools", "show", "reveal", "print",
+             "configuration", "verbatim", "api keys", "customers", "emails", "conversations of", "user",
+             "orders of", "dump", "database", "send every", "to", "ai", "assistant", "must", "refund", "call",
+             "tool", "execute", "function", "begin", "important", "note for", "the model", "untrusted", "<!--", "-->")
     rng = random.Random(0)
     parts: list[str] = []
     size = 0
@@ -184,7 +187,16 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             await tenants.create_tenant("acme", rate=(100.0, 200), user_rate=(100.0, 200))
             return await tenants.issue_key("acme", "service", "backend")
 
-        yield Site(server, server.call(setup()))
+        key = server.call(setup())
+        # The server shares this process with the whole test session: a full garbage collection of
+        # that heap pauses every thread for ~100 ms on a busy 2-core machine, whatever the request.
+        # Frozen (as a server does after start-up), the collector walks only what requests create.
+        gc.collect()
+        gc.freeze()
+        try:
+            yield Site(server, key)
+        finally:
+            gc.unfreeze()
 
 
 def test_healthz_answers_while_a_32000_digit_message_is_screened(site: Site) -> None:
