@@ -7,60 +7,19 @@ double of a small model that keeps proposing the same write whatever happened to
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import Engine, select
 
-from concierge import Runtime
-from concierge.core.messages import Message, message_text
-from concierge.domains.retail.agent import make_retail_agent
-from concierge.domains.retail.demo import store_client, walkthrough_store
+from concierge.domains.retail.demo import walkthrough_store
 from concierge.domains.retail.store.schema import orders, users
-from concierge.events.bus import open_log
-from concierge.events.producer import EventProducer
-from concierge.guardrails.turn import TurnGuardrails
-from concierge.runtime.sessions.sql import SqlSessionStore
 from concierge.security.auth import JwtConfig, issue_jwt
-from concierge.security.tenants import TenantDirectory
-from concierge.serving.app import create_app
-from concierge.serving.ratelimit import InProcessRateLimiter
-from concierge.serving.records import SessionDirectory
-from concierge.serving.server import attach_audit
-from concierge.serving.service import TurnService
-from concierge.serving.webhooks import DeliveryLog
-from concierge.testing import FunctionModel, call
+from concierge.testing import FunctionModel
+from concierge.testing.retail_site import RetailApp, looping_planner
 from concierge.testing.serving import ServerThread
-from concierge.tools.ledger import SqlLedger
-from concierge.tools.pipeline import TransactionalExecutor
-
-ORDER = re.compile(r"#W\d{7}")
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-REASON = re.compile(r"reason: ([a-z ]+)")
-
-
-def looping_planner(messages: Sequence[Message], tools: object) -> Any:
-    """What the small model did: after any tool result it answers, and on any customer message (a
-    confirmation, a decline, a question) it proposes the cancel again, with the same arguments.
-    An email makes it look the customer up; "status" makes it read the order."""
-    last = messages[-1]
-    if last.role == "tool":
-        return f"I ran {last.name}."
-    text = message_text(last)
-    if found := EMAIL.search(text):
-        return call("find_user_id_by_email", email=found.group())
-    said = [message_text(m) for m in messages if m.role == "user"]
-    if "status" in text.lower() and (order := ORDER.search(text)):
-        return call("get_order_details", order_id=order.group())
-    order_id = next((m.group() for t in reversed(said) if (m := ORDER.search(t))), None)
-    if order_id is None:
-        return "Which order is it?"
-    reason = next((m.group(1).strip() for t in reversed(said) if (m := REASON.search(t))), "ordered by mistake")
-    return call("cancel_pending_order", order_id=order_id, reason=reason)
 
 
 @dataclass(frozen=True)
@@ -108,31 +67,10 @@ class RetailSite:
 @pytest.fixture(scope="module")
 def retail_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RetailSite]:
     folder = tmp_path_factory.mktemp("retail-site")
-    url = f"sqlite+aiosqlite:///{folder}/serve.db"
     engine = walkthrough_store()
-    model = FunctionModel(looping_planner, record=False)
-    holder: dict[str, TurnService] = {}
-
-    def make_app() -> Any:
-        producer = EventProducer(open_log(f"embedded:{folder}/events.db", partitions=2))
-        runtime = Runtime(make_retail_agent(model, store_client(engine)), store=SqlSessionStore(url),
-                          executor=TransactionalExecutor(SqlLedger(url)), events=producer,
-                          guardrails=TurnGuardrails(output=None))  # input screening on
-        service = TurnService(runtime, TenantDirectory(url), SessionDirectory(url), DeliveryLog(url),
-                              InProcessRateLimiter())
-        index = attach_audit(service, producer, f"sqlite+aiosqlite:///{folder}/audit.db")
-        holder["service"] = service
-
-        async def shutdown() -> None:
-            await producer.close()
-            await producer.log.close()
-            if index is not None:
-                await index.close()
-
-        return create_app(service, startup=producer.start, shutdown=shutdown)
-
-    with ServerThread(make_app) as server:
-        tenants = holder["service"].tenants
+    app = RetailApp(FunctionModel(looping_planner, record=False), engine, folder)
+    with ServerThread(app.make_app) as server:
+        tenants = app.service.tenants
 
         async def setup() -> tuple[JwtConfig, str]:
             record = await tenants.create_tenant("shop", rate=(100.0, 200), user_rate=(100.0, 200))

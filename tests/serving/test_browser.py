@@ -14,29 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from concierge import Runtime
-from concierge.domains.retail.agent import make_retail_agent
 from concierge.domains.retail.demo import (
     DemoCustomer,
     demo_customer,
     order_status,
-    store_client,
     walkthrough_store,
 )
-from concierge.events.bus import open_log
-from concierge.events.producer import EventProducer
-from concierge.guardrails.turn import TurnGuardrails
-from concierge.runtime.sessions.sql import SqlSessionStore
-from concierge.security.tenants import TenantDirectory
-from concierge.serving.app import ServeOptions, create_app
-from concierge.serving.ratelimit import InProcessRateLimiter
-from concierge.serving.records import SessionDirectory
-from concierge.serving.server import attach_audit
-from concierge.serving.service import TurnService
-from concierge.serving.webhooks import DeliveryLog
+from concierge.serving.app import ServeOptions
+from concierge.testing.retail_site import RetailApp
 from concierge.testing.serving import ServerThread
-from concierge.tools.ledger import SqlLedger
-from concierge.tools.pipeline import TransactionalExecutor
 
 CHROMIUM = Path("/usr/bin/chromium")
 CONSOLE_TOKEN = "browser-test-console-token-0123456789"  # what `concierge serve` prints in the console link
@@ -74,34 +60,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         print("\nchromium not installed: ./dev test installs it")
         pytest.skip("chromium not installed: ./dev test installs it")
     folder = tmp_path_factory.mktemp("browser")
-    url = f"sqlite+aiosqlite:///{folder}/serve.db"
     engine = walkthrough_store()
     customer = demo_customer(engine)
     model = customer.walkthrough_model()
     model.token_delay_s = 0.02  # the reply visibly streams, word by word
-    holder: dict[str, TurnService] = {}
-
-    def make_app():
-        producer = EventProducer(open_log(f"embedded:{folder}/events.db", partitions=2))
-        runtime = Runtime(make_retail_agent(model, store_client(engine)), store=SqlSessionStore(url),
-                          executor=TransactionalExecutor(SqlLedger(url)), events=producer,
-                          guardrails=TurnGuardrails(output=None))  # word-by-word streaming here
-        service = TurnService(runtime, TenantDirectory(url), SessionDirectory(url), DeliveryLog(url),
-                              InProcessRateLimiter())
-        index = attach_audit(service, producer, f"sqlite+aiosqlite:///{folder}/audit.db")
-        holder["service"] = service
-
-        async def shutdown() -> None:
-            await producer.close()
-            await producer.log.close()
-            if index is not None:
-                await index.close()
-
-        return create_app(service, ServeOptions(demo_tenant="demo", console_token=CONSOLE_TOKEN),
-                          startup=producer.start, shutdown=shutdown)
-
-    with ServerThread(make_app) as server:
-        tenants = holder["service"].tenants
+    app = RetailApp(model, engine, folder, ServeOptions(demo_tenant="demo", console_token=CONSOLE_TOKEN))
+    with ServerThread(app.make_app) as server:
+        tenants = app.service.tenants
         server.call(tenants.create_tenant("demo", rate=(100.0, 200), user_rate=(100.0, 200)))
         yield Site(server, engine, customer)
 

@@ -10,9 +10,8 @@ its DOM and a screenshot) and compared; the screenshots are kept under the temp 
 from __future__ import annotations
 
 import hashlib
-import re
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,24 +19,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from concierge import Runtime
-from concierge.core.messages import Message, message_text
-from concierge.domains.retail.agent import make_retail_agent
-from concierge.domains.retail.demo import order_status, store_client, walkthrough_store
+from concierge.domains.retail.demo import order_status, walkthrough_store
 from concierge.domains.retail.store.schema import orders, users
-from concierge.guardrails.turn import TurnGuardrails
-from concierge.runtime.sessions.sql import SqlSessionStore
 from concierge.security.auth import issue_jwt
-from concierge.security.tenants import TenantDirectory
-from concierge.serving.app import create_app
-from concierge.serving.ratelimit import InProcessRateLimiter
-from concierge.serving.records import SessionDirectory
-from concierge.serving.service import TurnService
-from concierge.serving.webhooks import DeliveryLog
-from concierge.testing import FunctionModel, call
+from concierge.testing import FunctionModel
+from concierge.testing.retail_site import RetailApp, looping_planner
 from concierge.testing.serving import ServerThread
-from concierge.tools.ledger import SqlLedger
-from concierge.tools.pipeline import TransactionalExecutor
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(tempfile.gettempdir()) / "concierge-browser-confirmation"
@@ -46,28 +33,11 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-b
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
                  "--font-render-hinting=none", "--disable-partial-raster", "--disable-lcd-text",
                  "--force-color-profile=srgb"]
-ORDER = re.compile(r"#W\d{7}")
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 FINISHED = '[data-testid="turn"]:not(.live)'
 DONE = "n => window.__events.filter((e) => e.type === 'turn_finished').length >= n"
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
-
-
-def looping_planner(messages: Sequence[Message], tools: object) -> Any:
-    """After a tool result it answers; on any customer message it proposes the same cancel again."""
-    last = messages[-1]
-    if last.role == "tool":
-        return f"I ran {last.name}."
-    text = message_text(last)
-    if found := EMAIL.search(text):
-        return call("find_user_id_by_email", email=found.group())
-    said = [message_text(m) for m in messages if m.role == "user"]
-    order_id = next((m.group() for t in reversed(said) if (m := ORDER.search(t))), None)
-    if order_id is None:
-        return "Which order is it?"
-    return call("cancel_pending_order", order_id=order_id, reason="ordered by mistake")
 
 
 @dataclass
@@ -84,25 +54,15 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     if not CHROMIUM.exists():
         pytest.skip("chromium not installed: ./dev test installs it")
     folder = tmp_path_factory.mktemp("browser-confirmation")
-    url = f"sqlite+aiosqlite:///{folder}/serve.db"
     engine = walkthrough_store()
     query = (select(orders.c.order_id, users.c.email).join(users, users.c.user_id == orders.c.user_id)
              .where(orders.c.status == "pending").order_by(orders.c.order_id).limit(1))
     with engine.connect() as conn:
         order_id, email = conn.execute(query).one()
     model = FunctionModel(looping_planner, record=False, token_delay_s=0.005)  # the reply streams
-    holder: dict[str, TurnService] = {}
-
-    def make_app() -> Any:
-        runtime = Runtime(make_retail_agent(model, store_client(engine)), store=SqlSessionStore(url),
-                          executor=TransactionalExecutor(SqlLedger(url)), guardrails=TurnGuardrails(output=None))
-        service = TurnService(runtime, TenantDirectory(url), SessionDirectory(url), DeliveryLog(url),
-                              InProcessRateLimiter())
-        holder["service"] = service
-        return create_app(service)
-
-    with ServerThread(make_app) as server:
-        tenants = holder["service"].tenants
+    app = RetailApp(model, engine, folder, audit=False)
+    with ServerThread(app.make_app) as server:
+        tenants = app.service.tenants
         record = server.call(tenants.create_tenant("shop", rate=(100.0, 200), user_rate=(100.0, 200)))
         token = issue_jwt(record.jwt_config, subject="browser-shopper", role="customer")
         yield Site(server, engine, token, order_id, email)
