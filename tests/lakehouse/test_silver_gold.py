@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,20 @@ def test_mask_text_corpus() -> None:
             assert value not in masked, (value, masked)
         assert "[EMAIL]" in masked and "[PHONE]" in masked and "[CARD]" in masked and "[ADDRESS]" in masked
         assert "Order 12345, 2 items." in masked
+
+
+@pytest.mark.parametrize("run", ["1" * 32_000, "a" * 32_000, "a." * 16_000, "1 " * 16_000])
+def test_masking_a_long_customer_message_costs_linear_time(run: str) -> None:
+    """A client's 32,000-character message must not stall silver refinement (it took ~3 s per row)."""
+    best = min(_timed(lambda: mask_text(run + " me@example.com")) for _ in range(3))
+    assert best < 0.25, f"masking took {best * 1000:.0f} ms"
+    assert mask_text(run + " me@example.com").endswith("[EMAIL]")
+
+
+def _timed(work: Any) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
 
 
 def test_mask_keeps_non_pii_and_masks_keys() -> None:
