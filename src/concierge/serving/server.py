@@ -6,6 +6,7 @@ reads the same settings (file and `CONCIERGE_*` variables) in each worker proces
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -91,6 +92,10 @@ def build_app(settings: Settings, *, model: ChatModel | None = None) -> FastAPI:
                     raise
         if serve.demo_tenant:  # built (generated on a first start) in a thread, before the first visitor
             await stores.prepare(serve.demo_tenant)
+        # What start-up loaded (modules, models, the classifier) lives as long as the worker: keep it out
+        # of the cyclic collector, whose full passes over it would otherwise pause every request.
+        gc.collect()
+        gc.freeze()
 
     async def shutdown() -> None:
         if producer is not None:  # after the drain: every turn's events reach the bus
