@@ -25,7 +25,7 @@ class TurnState:
     principal: Principal
     messages: list[Message] = field(default_factory=list)
     steps: list[TraceStep] = field(default_factory=list)
-    usage: Usage = Usage()
+    usage: Usage = field(default_factory=Usage)
     new_pins: list[str] = field(default_factory=list)
     window_start: int = 0
     summary: str | None = None
