@@ -1,18 +1,21 @@
 """Sessions in an SQL database: a SQLite file by default, PostgreSQL by URL, one code path.
 
 History is append-only, so a commit inserts message and pinned-fact rows and updates the
-session row, all in one transaction. The update is guarded by `version`: of two writers that
-loaded the same session only one wins; the other gets a SessionError, not a lost turn.
-
-PostgreSQL (`postgresql+asyncpg://`, the `postgres` extra) runs the same statements: the schema
-uses only generic types and the queries are plain Core; the engine comes from `core.sqldb`.
+session row as one unit of the journal's group commit (`core.journal`): whole or not at all.
+The update is guarded by `version`: of two writers that loaded the same session only one wins;
+the other gets a SessionError, not a lost turn. SQLAlchemy owns the schema (generic types, the
+same on both databases) and the rare operations (listing, erasure); the per-turn statements go
+through the journal, which talks to the driver directly.
 """
 
 from __future__ import annotations
 
-import asyncio
+import json
+from collections import OrderedDict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -24,20 +27,15 @@ from sqlalchemy import (
     Table,
     Text,
     delete,
-    insert,
     select,
-    update,
 )
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ...core.errors import SessionError, ValidationError
-from ...core.messages import message_from_dict, message_to_dict
+from ...core.journal import Durability, Journal, Op, open_journal
+from ...core.messages import Message, message_from_dict, message_to_dict
 from ...core.sqldb import SqlBacked, UTCDateTime
 from .base import Session, TurnCommit, apply_commit
-
-_LOAD_ATTEMPTS = 5
-
 
 metadata = MetaData()
 
@@ -79,76 +77,116 @@ def _aware(value: datetime) -> datetime:
     return value
 
 
-# Below SQLAlchemy's default pool capacity (5 + 10 overflow).
-_MAX_CONCURRENT_OPERATIONS = 8
+# The per-turn statements, run through the journal (portable SQL, `?` placeholders).
+_VERSION = "SELECT version FROM sessions WHERE id = ?"
+_ROW = ("SELECT created_at, updated_at, window_start, summary, state, turns, version "
+        "FROM sessions WHERE id = ?")
+_MESSAGES = "SELECT message FROM session_messages WHERE session_id = ? ORDER BY seq"
+_FACTS = "SELECT fact FROM session_pinned_facts WHERE session_id = ? ORDER BY seq"
+_CREATE = ("INSERT INTO sessions (id, created_at, updated_at, window_start, summary, state, turns, version) "
+           "VALUES (?, ?, ?, 0, NULL, ?, 0, 0)")
+# The update goes first in a commit: it takes the row's write lock and decides who wins. `turns` is
+# checked too, so two objects for one id loaded through this same store (which share one entry in
+# `_versions`) cannot both commit.
+_UPDATE = ("UPDATE sessions SET updated_at = ?, window_start = ?, summary = ?, state = ?, turns = ?, version = ? "
+           "WHERE id = ? AND version = ? AND turns = ?")
+_ADD_MESSAGE = "INSERT INTO session_messages (session_id, seq, message, created_at) VALUES (?, ?, ?, ?)"
+_ADD_FACT = "INSERT INTO session_pinned_facts (session_id, seq, fact) VALUES (?, ?, ?)"
+
+DEFAULT_CACHED_SESSIONS = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """A committed version of a session, kept so that the next turn reads one integer, not the history."""
+
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    history: tuple[Message, ...]
+    window_start: int
+    summary: str | None
+    pinned_facts: tuple[str, ...]
+    state_json: str  # the caller owns the dict it gets: each load decodes a fresh one
+    turns: int
+
+    def session(self, session_id: str) -> Session:
+        return Session(session_id, self.created_at, self.updated_at, history=list(self.history),
+                       window_start=self.window_start, summary=self.summary, pinned_facts=list(self.pinned_facts),
+                       state=json.loads(self.state_json), turns=self.turns)
 
 
 class SqlSessionStore(SqlBacked):
-    """A `SessionStore` on SQLAlchemy's async engine; safe to share between processes."""
+    """A `SessionStore` on an SQL database; safe to share between processes.
+
+    A turn costs one indexed read of the session's version (the rest comes from a cache of the
+    sessions this process committed, checked against that version) and one unit in the journal's
+    next group commit. `durability` is SQLite's: "process" (a returned commit survives the process
+    being killed) or "power" (it also survives a power cut: each group commit syncs the disk).
+    """
 
     metadata = metadata
     what = "session store"
 
+    def __init__(self, url: str, *, echo: bool = False, durability: Durability = "process",
+                 cached_sessions: int = DEFAULT_CACHED_SESSIONS) -> None:
+        super().__init__(url, echo=echo)
+        self.durability: Durability = durability
+        self.cached_sessions = cached_sessions
+
     def _setup(self, engine: AsyncEngine) -> None:
         super()._setup(engine)
-        # Bursts of turns wait here, in asyncio, rather than timing out in the connection pool.
-        self._gate = asyncio.Semaphore(_MAX_CONCURRENT_OPERATIONS)
+        self.durability = "process"
+        self.cached_sessions = DEFAULT_CACHED_SESSIONS
+        self._journal: Journal | None = None
+        self._cache: OrderedDict[str, _Snapshot] = OrderedDict()
         # Session has no version field; the version each loaded session was read at lives here.
         self._versions: dict[str, int] = {}
 
+    async def journal(self) -> Journal:
+        if self._journal is None:
+            await self._ensure_schema()
+            if self._journal is None:
+                self._journal = open_journal(self.engine, self.durability)
+        return self._journal
+
     async def load(self, session_id: str) -> Session | None:
-        await self._ensure_schema()
-        async with self._gate, self.engine.connect() as conn:
-            for _ in range(_LOAD_ATTEMPTS):
-                query = select(sessions_table).where(sessions_table.c.id == session_id)
-                row = (await conn.execute(query)).first()
-                if row is None:
-                    return None
-                messages = await conn.scalars(
-                    select(messages_table.c.message)
-                    .where(messages_table.c.session_id == session_id)
-                    .order_by(messages_table.c.seq)
-                )
-                facts = await conn.scalars(
-                    select(pinned_facts_table.c.fact)
-                    .where(pinned_facts_table.c.session_id == session_id)
-                    .order_by(pinned_facts_table.c.seq)
-                )
-                history, pinned = [message_from_dict(m) for m in messages], list(facts)
-                # Reads are not one snapshot on every backend: a commit landing between them would
-                # mix two versions, so read again until the version did not move underneath.
-                version_after = await conn.scalar(
-                    select(sessions_table.c.version).where(sessions_table.c.id == session_id)
-                )
-                await conn.rollback()
-                if version_after == row.version:
-                    break
-            else:
-                raise SessionError(
-                    f"session {session_id!r} kept changing while being loaded", hint="retry the load"
-                )
-        self._versions[session_id] = row.version
-        return Session(
-            row.id, row.created_at, row.updated_at, history=history, window_start=row.window_start,
-            summary=row.summary, pinned_facts=pinned, state=dict(row.state or {}), turns=row.turns,
+        journal = self._journal or await self.journal()
+        cached = self._cache.get(session_id)
+        if cached is not None:
+            row = await journal.read_one(_VERSION, session_id)
+            if row is not None and row[0] == cached.version:
+                self._cache.move_to_end(session_id)
+                self._versions[session_id] = cached.version
+                return cached.session(session_id)
+            del self._cache[session_id]  # changed by another process (or erased): read it whole
+        found = (await journal.read(((_ROW, (session_id,)),)))[0]
+        if not found:
+            return None
+        if found[0][-1] != 0:  # it has turns: read them from one snapshot, so a commit landing between
+            # the reads cannot mix two versions
+            found, messages, facts = await journal.read(
+                ((_ROW, (session_id,)), (_MESSAGES, (session_id,)), (_FACTS, (session_id,))))
+            if not found:
+                return None
+        else:
+            messages = facts = []
+        created, updated, window_start, summary, state, turns, version = found[0]
+        snapshot = _Snapshot(
+            version, journal.py_time(created), journal.py_time(updated),
+            tuple(message_from_dict(_json(m)) for (m,) in messages), window_start, summary,
+            tuple(f for (f,) in facts), state if isinstance(state, str) else json.dumps(state or {}), turns,
         )
+        self._remember(session_id, snapshot)
+        return snapshot.session(session_id)
 
     async def create(self, session_id: str, now: datetime) -> Session:
         _aware(now)
-        await self._ensure_schema()
-        try:
-            async with self._gate, self.engine.begin() as conn:
-                await conn.execute(
-                    insert(sessions_table).values(
-                        id=session_id, created_at=now, updated_at=now, window_start=0,
-                        summary=None, state={}, turns=0, version=0,
-                    )
-                )
-        except IntegrityError as exc:
-            raise SessionError(
-                f"session {session_id!r} already exists", hint="load it instead of creating it"
-            ) from exc
-        self._versions[session_id] = 0
+        journal = self._journal or await self.journal()
+        stamp = journal.db_time(now)
+        await journal.write((Op.one(_CREATE, session_id, stamp, stamp, "{}"),), SessionError(
+            f"session {session_id!r} already exists", hint="load it instead of creating it"))
+        self._remember(session_id, _Snapshot(0, now, now, (), 0, None, (), "{}", 0))
         return Session(session_id, now, now)
 
     async def commit_turn(self, session: Session, commit: TurnCommit) -> None:
@@ -158,52 +196,39 @@ class SqlSessionStore(SqlBacked):
                 f"session {session.id!r} was not loaded or created through this store",
                 hint="load it from this store before committing a turn",
             )
-        stale = SessionError(
-            f"session {session.id!r} was changed by another writer since it was loaded",
-            hint="load the session again and retry the turn",
-        )
         _aware(commit.updated_at)
-        await self._ensure_schema()
+        journal = self._journal or await self.journal()
+        sid, stamp, state_json = session.id, journal.db_time(commit.updated_at), json.dumps(commit.state)
         first_msg, first_fact = len(session.history), len(session.pinned_facts)
+        ops = [Op.one(_UPDATE, stamp, commit.window_start, commit.summary, state_json, session.turns + 1,
+                      expected + 1, sid, expected, session.turns, expect=1)]
+        if commit.new_messages:
+            ops.append(Op(_ADD_MESSAGE, [(sid, first_msg + i, json.dumps(message_to_dict(m)), stamp)
+                                         for i, m in enumerate(commit.new_messages)]))
+        if commit.new_pinned_facts:
+            ops.append(Op(_ADD_FACT, [(sid, first_fact + i, f) for i, f in enumerate(commit.new_pinned_facts)]))
         try:
-            async with self._gate, self.engine.begin() as conn:
-                # The update goes first: it takes the row's write lock and decides who wins.
-                # `turns` is checked too, so two objects for one id loaded through this same
-                # store (which share one entry in `_versions`) cannot both commit.
-                result = await conn.execute(
-                    update(sessions_table)
-                    .where(
-                        sessions_table.c.id == session.id,
-                        sessions_table.c.version == expected,
-                        sessions_table.c.turns == session.turns,
-                    )
-                    .values(
-                        updated_at=commit.updated_at, window_start=commit.window_start,
-                        summary=commit.summary, state=commit.state,
-                        turns=session.turns + 1, version=expected + 1,
-                    )
-                )
-                if result.rowcount != 1:
-                    raise stale
-                if commit.new_messages:
-                    await conn.execute(
-                        insert(messages_table),
-                        [
-                            {"session_id": session.id, "seq": first_msg + i,
-                             "message": message_to_dict(m), "created_at": commit.updated_at}
-                            for i, m in enumerate(commit.new_messages)
-                        ],
-                    )
-                if commit.new_pinned_facts:
-                    await conn.execute(
-                        insert(pinned_facts_table),
-                        [{"session_id": session.id, "seq": first_fact + i, "fact": f}
-                         for i, f in enumerate(commit.new_pinned_facts)],
-                    )
-        except IntegrityError as exc:
-            raise stale from exc
-        self._versions[session.id] = expected + 1
+            await journal.write(ops, SessionError(
+                f"session {session.id!r} was changed by another writer since it was loaded",
+                hint="load the session again and retry the turn",
+            ))
+        except SessionError:
+            self._cache.pop(sid, None)
+            raise
+        self._versions[sid] = expected + 1
         apply_commit(session, commit)
+        self._remember(sid, _Snapshot(expected + 1, session.created_at, session.updated_at, tuple(session.history),
+                                      session.window_start, session.summary, tuple(session.pinned_facts),
+                                      state_json, session.turns))
+
+    def _remember(self, session_id: str, snapshot: _Snapshot) -> None:
+        self._versions[session_id] = snapshot.version
+        if self.cached_sessions <= 0:
+            return
+        self._cache[session_id] = snapshot
+        self._cache.move_to_end(session_id)
+        while len(self._cache) > self.cached_sessions:
+            self._cache.popitem(last=False)
 
     async def session_ids(self, prefix: str = "") -> list[str]:
         """Ids of the stored sessions that start with `prefix` (a tenant's: `f"{tenant}:"`)."""
@@ -211,7 +236,7 @@ class SqlSessionStore(SqlBacked):
         query = select(sessions_table.c.id)
         if prefix:
             query = query.where(sessions_table.c.id.startswith(prefix, autoescape=True))
-        async with self._gate, self.engine.connect() as conn:
+        async with self.engine.connect() as conn:
             return list(await conn.scalars(query.order_by(sessions_table.c.id)))
 
     async def delete(self, session_ids: Iterable[str]) -> int:
@@ -220,14 +245,23 @@ class SqlSessionStore(SqlBacked):
         if not ids:
             return 0
         await self._ensure_schema()
-        async with self._gate, self.engine.begin() as conn:
+        async with self.engine.begin() as conn:
             for table in (messages_table, pinned_facts_table):
                 await conn.execute(delete(table).where(table.c.session_id.in_(ids)))
             result = await conn.execute(delete(sessions_table).where(sessions_table.c.id.in_(ids)))
         for session_id in ids:
             self._versions.pop(session_id, None)
+            self._cache.pop(session_id, None)
         return int(result.rowcount or 0)
 
     async def close(self) -> None:
         self._versions.clear()
+        self._cache.clear()
+        if self._journal is not None:
+            journal, self._journal = self._journal, None
+            await journal.close()
         await super().close()
+
+
+def _json(value: str | dict[str, Any]) -> dict[str, Any]:
+    return json.loads(value) if isinstance(value, str) else value

@@ -1,0 +1,67 @@
+"""What a write is made of: statements with their rows, and what must hold for it to count.
+
+A `Unit` is one logical write (a turn's commit, a new session): it lands whole or not at all.
+The journal puts many units into one transaction (group commit); a unit whose expectation fails
+(a version check that matched no row, a primary key already taken) is undone alone and its
+submitter gets the unit's `conflict` error, while the rest of the batch still commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+Row = Sequence[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One SQL statement, written with `?` placeholders, run once per row (executemany for several)."""
+
+    sql: str
+    rows: Sequence[Row]
+    # How many rows the statement must change in total; anything else makes the unit conflict.
+    expect: int | None = None
+
+    @classmethod
+    def one(cls, sql: str, *params: Any, expect: int | None = None) -> Op:
+        return cls(sql, (params,), expect)
+
+
+@dataclass(slots=True)
+class Unit:
+    ops: Sequence[Op]
+    conflict: BaseException
+    future: asyncio.Future[None]
+
+
+class Conflict(Exception):
+    """An `Op.expect` did not hold: the unit is undone and its submitter gets `Unit.conflict`."""
+
+
+class Driver(Protocol):
+    """The database side of the journal: one writer, snapshot reads, values in the database's form."""
+
+    dialect: str
+
+    async def apply(self, units: Sequence[Unit]) -> list[BaseException | None]:
+        """Run every unit in one transaction; per unit None (applied) or its conflict (undone).
+        Raises when the whole batch failed (nothing of it is applied)."""
+        ...
+
+    async def read(self, queries: Sequence[tuple[str, Row]]) -> list[list[tuple[Any, ...]]]:
+        """The rows of each query, all read from one snapshot."""
+        ...
+
+    def db_time(self, value: datetime) -> Any:
+        """A timezone-aware time as this database stores it (UTC)."""
+        ...
+
+    def py_time(self, value: Any) -> datetime:
+        """A stored time back as a timezone-aware UTC datetime."""
+        ...
+
+    async def close(self) -> None: ...
