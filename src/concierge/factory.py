@@ -85,7 +85,7 @@ def build_store(settings: Settings) -> SessionStore:
         return InMemorySessionStore()
     from .runtime.sessions.sql import SqlSessionStore
 
-    return SqlSessionStore(url)
+    return SqlSessionStore(url, durability=settings.sessions.durability)
 
 
 def build_executor(settings: Settings, measures: Mapping[str, Measure] | None = None) -> TransactionalExecutor:

@@ -55,6 +55,10 @@ class LimitsConfig(_Section):
 class SessionsConfig(_Section):
     # "memory" keeps sessions in the process; anything else is an SQLAlchemy async URL.
     url: str = "sqlite+aiosqlite:///.concierge/sessions.db"
+    # SQLite: "process" — a turn whose commit returned survives the server being killed (kill -9, OOM);
+    # "power" — it also survives a power cut or OS crash (each group commit waits for the disk).
+    # PostgreSQL's durability is the server's own (synchronous_commit).
+    durability: Literal["process", "power"] = "process"
 
 
 class TracingConfig(_Section):

@@ -242,3 +242,36 @@ async def test_from_engine_and_sqlite_pragmas(tmp_path: Path) -> None:
         assert await store.load("e") is not None
     finally:
         await store.close()
+
+
+async def test_a_cached_session_notices_another_writer(url: str) -> None:
+    first, second = SqlSessionStore(url), SqlSessionStore(url)
+    try:
+        session = await first.create("shared", T0)
+        await first.commit_turn(session, _turn_one())
+        elsewhere = await second.load("shared")
+        assert elsewhere is not None
+        await second.commit_turn(elsewhere, _turn_two())
+        again = await first.load("shared")  # first's cache holds turn one: the version says it is stale
+        assert again is not None
+        _assert_same(again, elsewhere)
+        assert again.turns == 2 and len(again.history) == 8
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_turn_that_failed_leaves_no_trace_in_the_cache(url: str) -> None:
+    store = SqlSessionStore(url)
+    try:
+        session = await store.create("dirty", T0)
+        await store.commit_turn(session, _turn_one())
+        loaded = await store.load("dirty")
+        assert loaded is not None
+        loaded.state["half_done"] = True  # a turn mutates its session, then fails before committing
+        loaded.history.append(UserMessage("lost"))
+        clean = await store.load("dirty")
+        assert clean is not None and "half_done" not in clean.state and len(clean.history) == 4
+        assert clean.state == _turn_one().state
+    finally:
+        await store.close()

@@ -13,6 +13,9 @@ from typing import Any, Literal, TypeAlias
 
 from .errors import ValidationError
 
+# What json.dumps(arguments, sort_keys=True, separators=(",", ":"), default=str) uses, built once.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
 
 @dataclass(frozen=True, slots=True)
 class ToolCall:
@@ -24,7 +27,7 @@ class ToolCall:
 
     def canonical(self) -> str:
         """Name plus arguments in a stable form: equal calls give equal strings."""
-        return self.name + json.dumps(self.arguments, sort_keys=True, separators=(",", ":"), default=str)
+        return self.name + _CANONICAL.encode(self.arguments)
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "arguments": self.arguments}

@@ -20,6 +20,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, Prog
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .errors import ConfigError
+from .journal import Durability, Journal, open_journal
 
 # Workers starting together on a new database race to create its tables: each retries this often.
 _SCHEMA_ATTEMPTS = 5
@@ -110,21 +111,35 @@ class SqlBacked:
     metadata: ClassVar[MetaData]
     what: ClassVar[str] = "database"
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, durability: Durability = "process") -> None:
         self._setup(open_engine(url, self.what, echo=echo))
+        self.durability = durability
 
     @classmethod
-    def from_engine(cls, engine: AsyncEngine) -> Self:
+    def from_engine(cls, engine: AsyncEngine, durability: Durability = "process") -> Self:
         """Use an engine built elsewhere (custom pool, shared with other tables)."""
         store = cls.__new__(cls)
         store._setup(engine)
+        store.durability = durability
         return store
 
     def _setup(self, engine: AsyncEngine) -> None:
         prepare_engine(engine)
         self.engine = engine
+        # SQLite only: "process" (a returned write survives the process being killed) or "power"
+        # (it also survives a power cut; each group commit syncs the disk). See `core.journal`.
+        self.durability: Durability = "process"
+        self._journal: Journal | None = None
         self._schema_ready = False
         self._schema_lock = asyncio.Lock()
+
+    async def journal(self) -> Journal:
+        """The group-commit journal on this database, for the per-turn statements (tables made first)."""
+        if self._journal is None:
+            await self._ensure_schema()
+            if self._journal is None:
+                self._journal = open_journal(self.engine, self.durability)
+        return self._journal
 
     async def _ensure_schema(self) -> None:
         if self._schema_ready:
@@ -146,4 +161,7 @@ class SqlBacked:
                 self._schema_ready = True
 
     async def close(self) -> None:
+        if self._journal is not None:
+            journal, self._journal = self._journal, None
+            await journal.close()
         await self.engine.dispose()

@@ -10,6 +10,7 @@ tenants using the same id never share a conversation.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,13 +29,11 @@ from sqlalchemy import (
     Text,
     delete,
     func,
-    insert,
     select,
-    update,
 )
-from sqlalchemy.exc import IntegrityError
 
-from ..core.errors import ValidationError
+from ..core.errors import SessionError, ValidationError
+from ..core.journal import Op
 from ..core.sqldb import SqlBacked, UTCDateTime
 from ..runtime.result import TurnResult, step_to_dict
 
@@ -91,6 +90,24 @@ decisions_table = Table(
     Column("decision", JSON, nullable=False),
 )
 _USER_TABLES = (turns_table, decisions_table, sessions_table)  # erasure order: children first
+
+# The per-request statements, through the journal (portable SQL, `?` placeholders).
+_GET = ("SELECT user_id, created_at, updated_at, turns, last_message, last_reply, status FROM serving_sessions "
+        "WHERE tenant = ? AND session_id = ?")
+_CREATE = ("INSERT INTO serving_sessions (tenant, session_id, user_id, created_at, updated_at, turns, last_message, "
+           "last_reply, status) VALUES (?, ?, ?, ?, ?, 0, '', '', 'new')")
+_COUNT_TURN = ("UPDATE serving_sessions SET turns = turns + 1, updated_at = ?, last_message = ?, last_reply = ?, "
+               "status = ? WHERE tenant = ? AND session_id = ?")
+_THIS_TURN = "(SELECT turns FROM serving_sessions WHERE tenant = ? AND session_id = ?)"
+_ADD_TURN = ("INSERT INTO serving_turns (tenant, session_id, turn_no, user_id, started_at, latency_ms, message, "
+             f"reply, stopped_by, trace_id, steps, usage) VALUES (?, ?, {_THIS_TURN}, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_ADD_DECISION = ("INSERT INTO serving_turn_decisions (tenant, session_id, turn_no, user_id, decision) "
+                 f"VALUES (?, ?, {_THIS_TURN}, ?, ?)")
+_TURNS = "SELECT turns FROM serving_sessions WHERE tenant = ? AND session_id = ?"
+
+
+class _Taken(Exception):
+    """The tenant already has a session with this id."""
 
 
 def check_session_id(session_id: object) -> str:
@@ -187,38 +204,33 @@ class SessionDirectory(SqlBacked):
     what = "session directory"
 
     async def get(self, tenant: str, session_id: str) -> SessionInfo | None:
-        await self._ensure_schema()
-        query = select(sessions_table).where(sessions_table.c.tenant == tenant,
-                                             sessions_table.c.session_id == session_id)
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(query)).first()
-        return None if row is None else SessionInfo(**row._mapping)
+        journal = self._journal or await self.journal()
+        row = await journal.read_one(_GET, tenant, session_id)
+        if row is None:
+            return None
+        user_id, created, updated, turns, last_message, last_reply, status = row
+        return SessionInfo(tenant, session_id, user_id, journal.py_time(created), journal.py_time(updated), turns,
+                           last_message, last_reply, status)
 
     async def create(self, tenant: str, session_id: str, user_id: str, now: datetime) -> SessionInfo | None:
         """A new session owned by `user_id`, or None if the tenant already has one with this id."""
-        await self._ensure_schema()
+        journal = self._journal or await self.journal()
+        stamp = journal.db_time(now)
         try:
-            async with self.engine.begin() as conn:
-                await conn.execute(insert(sessions_table).values(
-                    tenant=tenant, session_id=session_id, user_id=user_id, created_at=now, updated_at=now, turns=0,
-                    last_message="", last_reply="", status="new"))
-        except IntegrityError:
+            await journal.write((Op.one(_CREATE, tenant, session_id, user_id, stamp, stamp),), _Taken())
+        except _Taken:
             return None
-        return await self.get(tenant, session_id)
+        return SessionInfo(tenant, session_id, user_id, now, now, 0, "", "", "new")
 
     async def open(self, tenant: str, session_id: str, user_id: str, now: datetime) -> SessionInfo:
         """The session, created for `user_id` if new (two workers racing create it once)."""
         existing = await self.get(tenant, session_id)
         if existing is not None:
             return existing
-        try:
-            async with self.engine.begin() as conn:
-                await conn.execute(insert(sessions_table).values(
-                    tenant=tenant, session_id=session_id, user_id=user_id, created_at=now, updated_at=now, turns=0,
-                    last_message="", last_reply="", status="new"))
-        except IntegrityError:
-            pass
-        info = await self.get(tenant, session_id)
+        created = await self.create(tenant, session_id, user_id, now)
+        if created is not None:
+            return created
+        info = await self.get(tenant, session_id)  # another worker created it first
         assert info is not None
         return info
 
@@ -236,26 +248,25 @@ class SessionDirectory(SqlBacked):
                           started_at: datetime, latency_ms: float, *,
                           decision: dict[str, Any] | None = None) -> dict[str, Any]:
         """Append the turn's record (and the button the customer pressed, if a `decision` started it)
-        and update the session's summary row; returns the turn as `turn_view` draws it."""
-        await self._ensure_schema()
+        and update the session's summary row, as one unit of the journal's next group commit;
+        returns the turn as `turn_view` draws it."""
+        journal = self._journal or await self.journal()
         status = result.stopped_by or "answered"
         usage = {"input_tokens": result.usage.input_tokens, "output_tokens": result.usage.output_tokens,
                  "cost_usd": result.usage.cost_usd}
         steps = turn_steps(result)
-        where = (sessions_table.c.tenant == tenant, sessions_table.c.session_id == session_id)
-        async with self.engine.begin() as conn:
-            # Increment first: the row lock orders concurrent records of one session.
-            await conn.execute(update(sessions_table).where(*where).values(
-                turns=sessions_table.c.turns + 1, updated_at=started_at, last_message=message[:500],
-                last_reply=result.reply[:500], status=status))
-            turn_no = (await conn.execute(select(sessions_table.c.turns).where(*where))).scalar_one()
-            await conn.execute(insert(turns_table).values(
-                tenant=tenant, session_id=session_id, turn_no=turn_no, user_id=user_id, started_at=started_at,
-                latency_ms=latency_ms, message=message, reply=result.reply, stopped_by=result.stopped_by,
-                trace_id=result.trace_id, steps=steps, usage=usage))
-            if decision is not None:
-                await conn.execute(insert(decisions_table).values(
-                    tenant=tenant, session_id=session_id, turn_no=turn_no, user_id=user_id, decision=decision))
+        stamp = journal.db_time(started_at)
+        # Increment first: the row lock orders concurrent records of one session, and the turn's
+        # number is the incremented count, read back inside the same transaction.
+        ops = [Op.one(_COUNT_TURN, stamp, message[:500], result.reply[:500], status, tenant, session_id, expect=1),
+               Op.one(_ADD_TURN, tenant, session_id, tenant, session_id, user_id, stamp, latency_ms, message,
+                      result.reply, result.stopped_by, result.trace_id, json.dumps(steps), json.dumps(usage))]
+        if decision is not None:
+            ops.append(Op.one(_ADD_DECISION, tenant, session_id, tenant, session_id, user_id, json.dumps(decision)))
+        ops.append(Op.one(_TURNS, tenant, session_id, fetch=True))
+        rows = await journal.write(ops, SessionError(
+            f"session {session_id!r} of tenant {tenant!r} is not in the directory", hint="open the session first"))
+        turn_no = rows[0][0]
         return turn_view(turn_no, started_at, latency_ms, message, result.reply, result.stopped_by, steps, usage,
                          decision)
 

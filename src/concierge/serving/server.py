@@ -77,8 +77,9 @@ def build_app(settings: Settings, *, model: ChatModel | None = None) -> FastAPI:
                       tracer=build_tracer(settings), locks=locks_from_url(serve.redis_url),  # type: ignore[arg-type]
                       events=producer, guardrails=build_guardrails(settings), memory=build_memory(settings),
                       memory_tokens=settings.memory.context_tokens)
-    service = TurnService(runtime, tenants, SessionDirectory(url), DeliveryLog(url),
-                          limiter_from_url(serve.redis_url), drain_timeout_s=serve.drain_timeout_s)
+    directory = SessionDirectory(url, durability=settings.sessions.durability)
+    service = TurnService(runtime, tenants, directory, DeliveryLog(url), limiter_from_url(serve.redis_url),
+                          drain_timeout_s=serve.drain_timeout_s)
     audit_index = attach_audit(service, producer, settings.events.audit_url)
 
     async def startup() -> None:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from .ops import Driver, Op, Row, Unit
+from .ops import Driver, Op, Outcome, Row, Rows, Unit
 
 
 class Journal:
@@ -29,15 +29,16 @@ class Journal:
     def dialect(self) -> str:
         return self.driver.dialect
 
-    async def write(self, ops: Sequence[Op], conflict: BaseException) -> None:
-        """Write `ops` as one unit with other waiting units; raises `conflict` if one of its
-        expectations failed (nothing of the unit was written), or the batch's error."""
+    async def write(self, ops: Sequence[Op], conflict: BaseException) -> Rows:
+        """Write `ops` as one unit with other waiting units; the rows of its `fetch` op, if any.
+        Raises `conflict` if one of its expectations failed (nothing of the unit was written), or
+        the batch's error."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
+        future: asyncio.Future[Rows] = loop.create_future()
         self._pending.append(Unit(ops, conflict, future))
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush())
-        await future
+        return await future
 
     async def _flush(self) -> None:
         try:
@@ -48,7 +49,7 @@ class Journal:
                 if not batch:
                     continue
                 try:
-                    results: list[BaseException | None] = await self.driver.apply(batch)
+                    results: list[Outcome] = await self.driver.apply(batch)
                 except asyncio.CancelledError:
                     for unit in batch:
                         unit.future.cancel()
@@ -60,10 +61,10 @@ class Journal:
                 for unit, result in zip(batch, results, strict=True):
                     if unit.future.done():
                         continue
-                    if result is None:
-                        unit.future.set_result(None)
-                    else:
+                    if isinstance(result, BaseException):
                         unit.future.set_exception(result)
+                    else:
+                        unit.future.set_result(result)
         finally:
             self._flusher = None
             for unit in self._pending:  # only when the flusher itself was cancelled (shutdown)

@@ -15,6 +15,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 Row = Sequence[Any]
+Rows = list[tuple[Any, ...]]
+Outcome = Rows | BaseException
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,17 +27,19 @@ class Op:
     rows: Sequence[Row]
     # How many rows the statement must change in total; anything else makes the unit conflict.
     expect: int | None = None
+    # A query whose rows are what the unit's submitter gets back (read inside the unit's transaction).
+    fetch: bool = False
 
     @classmethod
-    def one(cls, sql: str, *params: Any, expect: int | None = None) -> Op:
-        return cls(sql, (params,), expect)
+    def one(cls, sql: str, *params: Any, expect: int | None = None, fetch: bool = False) -> Op:
+        return cls(sql, (params,), expect, fetch)
 
 
 @dataclass(slots=True)
 class Unit:
     ops: Sequence[Op]
     conflict: BaseException
-    future: asyncio.Future[None]
+    future: asyncio.Future[Rows]
 
 
 class Conflict(Exception):
@@ -47,9 +51,10 @@ class Driver(Protocol):
 
     dialect: str
 
-    async def apply(self, units: Sequence[Unit]) -> list[BaseException | None]:
-        """Run every unit in one transaction; per unit None (applied) or its conflict (undone).
-        Raises when the whole batch failed (nothing of it is applied)."""
+    async def apply(self, units: Sequence[Unit]) -> list[Outcome]:
+        """Run every unit in one transaction; per unit the rows of its `fetch` op (an empty list
+        without one) or its conflict (undone). Raises when the whole batch failed (nothing of it
+        is applied)."""
         ...
 
     async def read(self, queries: Sequence[tuple[str, Row]]) -> list[list[tuple[Any, ...]]]:

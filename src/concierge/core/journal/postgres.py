@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .ops import Conflict, Row, Unit
+from .ops import Conflict, Outcome, Row, Rows, Unit
 
 _PLACEHOLDER = re.compile(r"\?")
 
@@ -60,28 +60,26 @@ class PostgresDriver:
         raw = await self._writer.get_raw_connection()
         return raw.driver_connection
 
-    async def apply(self, units: Sequence[Unit]) -> list[BaseException | None]:
+    async def apply(self, units: Sequence[Unit]) -> list[Outcome]:
         conn = await self._raw_writer()
         batch = conn.transaction()
         await batch.start()
         try:
             if len(units) == 1:  # no savepoint needed: a conflict rolls back the batch, which is the unit
                 try:
-                    await self._run(conn, units[0])
+                    fetched = await self._run(conn, units[0])
                 except (Conflict, self._integrity):
                     await batch.rollback()
                     return [units[0].conflict]
                 await batch.commit()
-                return [None]
-            results: list[BaseException | None] = []
+                return [fetched]
+            results: list[Outcome] = []
             for unit in units:
                 try:
                     async with conn.transaction():  # a savepoint: a conflict undoes this unit only
-                        await self._run(conn, unit)
+                        results.append(await self._run(conn, unit))
                 except (Conflict, self._integrity):
                     results.append(unit.conflict)
-                else:
-                    results.append(None)
             await batch.commit()
             return results
         except BaseException:
@@ -89,9 +87,13 @@ class PostgresDriver:
                 await batch.rollback()
             raise
 
-    async def _run(self, conn: Any, unit: Unit) -> None:
+    async def _run(self, conn: Any, unit: Unit) -> Rows:
+        fetched: Rows = []
         for op in unit.ops:
             sql = self._text(op.sql)
+            if op.fetch:
+                fetched = [tuple(r) for r in await conn.fetch(sql, *op.rows[0])]
+                continue
             if op.expect is None and len(op.rows) > 1:
                 await conn.executemany(sql, op.rows)
                 continue
@@ -100,6 +102,7 @@ class PostgresDriver:
                 changed += _changed(await conn.execute(sql, *row))
             if op.expect is not None and changed != op.expect:
                 raise Conflict
+        return fetched
 
     async def read(self, queries: Sequence[tuple[str, Row]]) -> list[list[tuple[Any, ...]]]:
         async with self.engine.connect() as pooled:

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from .ops import Conflict, Row, Unit
+from .ops import Conflict, Outcome, Row, Rows, Unit
 
 Durability = Literal["process", "power"]
 # Another process's write lock is waited for this long before the batch fails.
@@ -62,7 +62,7 @@ class SqliteDriver:
         self._batches = 0
         self._checkpoint: asyncio.Future[None] | None = None
 
-    async def apply(self, units: Sequence[Unit]) -> list[BaseException | None]:
+    async def apply(self, units: Sequence[Unit]) -> list[Outcome]:
         if self._thread is not None:
             results = await asyncio.get_running_loop().run_in_executor(self._thread, self._apply, units)
         else:
@@ -73,7 +73,7 @@ class SqliteDriver:
             self._checkpoint.add_done_callback(self._checkpoint_done)
         return results
 
-    def _apply(self, units: Sequence[Unit]) -> list[BaseException | None]:
+    def _apply(self, units: Sequence[Unit]) -> list[Outcome]:
         conn = self._writer
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -81,17 +81,20 @@ class SqliteDriver:
             if _busy(exc):
                 raise _Busy from exc
             raise
-        results: list[BaseException | None] = []
+        results: list[Outcome] = []
         several = len(units) > 1
         try:
             for unit in units:
                 if several:
                     conn.execute("SAVEPOINT unit")
+                fetched: Rows = []
                 try:
                     for op in unit.ops:
                         cursor = conn.execute(op.sql, op.rows[0]) if len(op.rows) == 1 else \
                             conn.executemany(op.sql, op.rows)
-                        if op.expect is not None and cursor.rowcount != op.expect:
+                        if op.fetch:
+                            fetched = cursor.fetchall()
+                        elif op.expect is not None and cursor.rowcount != op.expect:
                             raise Conflict
                 except (Conflict, sqlite3.IntegrityError):
                     if not several:
@@ -100,7 +103,7 @@ class SqliteDriver:
                     conn.execute("ROLLBACK TO unit")
                     results.append(unit.conflict)
                 else:
-                    results.append(None)
+                    results.append(fetched)
                 if several:
                     conn.execute("RELEASE unit")
             conn.execute("COMMIT")

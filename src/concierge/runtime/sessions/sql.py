@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ...core.errors import SessionError, ValidationError
-from ...core.journal import Durability, Journal, Op, open_journal
+from ...core.journal import Durability, Op
 from ...core.messages import Message, message_from_dict, message_to_dict
 from ...core.sqldb import SqlBacked, UTCDateTime
 from .base import Session, TurnCommit, apply_commit
@@ -130,25 +130,15 @@ class SqlSessionStore(SqlBacked):
 
     def __init__(self, url: str, *, echo: bool = False, durability: Durability = "process",
                  cached_sessions: int = DEFAULT_CACHED_SESSIONS) -> None:
-        super().__init__(url, echo=echo)
-        self.durability: Durability = durability
+        super().__init__(url, echo=echo, durability=durability)
         self.cached_sessions = cached_sessions
 
     def _setup(self, engine: AsyncEngine) -> None:
         super()._setup(engine)
-        self.durability = "process"
         self.cached_sessions = DEFAULT_CACHED_SESSIONS
-        self._journal: Journal | None = None
         self._cache: OrderedDict[str, _Snapshot] = OrderedDict()
         # Session has no version field; the version each loaded session was read at lives here.
         self._versions: dict[str, int] = {}
-
-    async def journal(self) -> Journal:
-        if self._journal is None:
-            await self._ensure_schema()
-            if self._journal is None:
-                self._journal = open_journal(self.engine, self.durability)
-        return self._journal
 
     async def load(self, session_id: str) -> Session | None:
         journal = self._journal or await self.journal()
@@ -257,9 +247,6 @@ class SqlSessionStore(SqlBacked):
     async def close(self) -> None:
         self._versions.clear()
         self._cache.clear()
-        if self._journal is not None:
-            journal, self._journal = self._journal, None
-            await journal.close()
         await super().close()
 
 
