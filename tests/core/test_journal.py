@@ -50,7 +50,7 @@ async def test_concurrent_units_share_transactions(db_url: str) -> None:
     store = Items(db_url)
     try:
         journal = await store.journal()
-        await asyncio.gather(*(journal.write((Op.one(ADD, f"i{k}", k, None),), Taken()) for k in range(200)))
+        await asyncio.gather(*(journal.write((Op.one(ADD, f"i{k}", k, None),), Taken) for k in range(200)))
         assert journal.units == 200
         assert journal.batches < 20, f"200 simultaneous units took {journal.batches} transactions"
         async with store.engine.connect() as conn:
@@ -63,13 +63,13 @@ async def test_a_conflicting_unit_is_undone_alone(db_url: str) -> None:
     store = Items(db_url)
     try:
         journal = await store.journal()
-        await journal.write((Op.one(ADD, "taken", 0, None),), Taken())
+        await journal.write((Op.one(ADD, "taken", 0, None),), Taken)
         outcomes = await asyncio.gather(
-            journal.write((Op.one(ADD, "a", 1, None),), Taken()),
+            journal.write((Op.one(ADD, "a", 1, None),), Taken),
             # The second op would succeed, but the first breaks the unit: neither may land.
-            journal.write((Op.one(ADD, "b", 1, None), Op.one(ADD, "taken", 1, None)), Taken()),
-            journal.write((Op.one(BUMP, "taken", 5, expect=1),), Taken()),  # version check fails
-            journal.write((Op.one(BUMP, "taken", 0, expect=1), Op.one(GET_N, "taken", fetch=True)), Taken()),
+            journal.write((Op.one(ADD, "b", 1, None), Op.one(ADD, "taken", 1, None)), Taken),
+            journal.write((Op.one(BUMP, "taken", 5, expect=1),), Taken),  # version check fails
+            journal.write((Op.one(BUMP, "taken", 0, expect=1), Op.one(GET_N, "taken", fetch=True)), Taken),
             return_exceptions=True,
         )
         assert outcomes[0] == [] and outcomes[3] == [(1,)]
@@ -85,9 +85,9 @@ async def test_a_lone_conflict_rolls_back_its_batch(db_url: str) -> None:
     store = Items(db_url)
     try:
         journal = await store.journal()
-        await journal.write((Op.one(ADD, "x", 0, None),), Taken())
+        await journal.write((Op.one(ADD, "x", 0, None),), Taken)
         with pytest.raises(Taken):
-            await journal.write((Op.one(ADD, "y", 0, None), Op.one(BUMP, "x", 9, expect=1)), Taken())
+            await journal.write((Op.one(ADD, "y", 0, None), Op.one(BUMP, "x", 9, expect=1)), Taken)
         assert await journal.read_one("SELECT id FROM journal_items WHERE id = ?", "y") is None
     finally:
         await store.close()
@@ -97,7 +97,7 @@ async def test_times_and_rows_read_the_same_through_sqlalchemy(db_url: str) -> N
     store = Items(db_url)
     try:
         journal = await store.journal()
-        await journal.write((Op.one(ADD, "t", 0, journal.db_time(T0)),), Taken())
+        await journal.write((Op.one(ADD, "t", 0, journal.db_time(T0)),), Taken)
         async with store.engine.connect() as conn:
             at = (await conn.execute(select(items.c.at).where(items.c.id == "t"))).scalar_one()
         assert at == T0 and at.tzinfo is not None
@@ -111,7 +111,7 @@ async def test_power_durability_writes_from_its_thread(tmp_path: Path) -> None:
     store = Items(f"sqlite+aiosqlite:///{tmp_path}/full.db", durability="power")
     try:
         journal = await store.journal()
-        await asyncio.gather(*(journal.write((Op.one(ADD, f"p{k}", k, None),), Taken()) for k in range(50)))
+        await asyncio.gather(*(journal.write((Op.one(ADD, f"p{k}", k, None),), Taken) for k in range(50)))
         assert journal.batches < 50
         assert journal.driver._writer.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
         count = await journal.read_one("SELECT count(*) FROM journal_items")
@@ -128,7 +128,7 @@ async def test_a_lock_held_by_another_connection_is_waited_for_without_blocking_
         assert journal.driver._writer.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
         other = sqlite3.connect(path, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")  # another process's writer holds the lock
-        write = asyncio.ensure_future(journal.write((Op.one(ADD, "late", 1, None),), Taken()))
+        write = asyncio.ensure_future(journal.write((Op.one(ADD, "late", 1, None),), Taken))
         ticks = 0
         for _ in range(20):  # the loop keeps running while the write waits
             await asyncio.sleep(0.005)

@@ -10,7 +10,6 @@ tenants using the same id never share a conversation.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from sqlalchemy import (
     select,
 )
 
+from ..core import jsoncodec
 from ..core.errors import SessionError, ValidationError
 from ..core.journal import Op
 from ..core.sqldb import SqlBacked, UTCDateTime
@@ -217,7 +217,7 @@ class SessionDirectory(SqlBacked):
         journal = self._journal or await self.journal()
         stamp = journal.db_time(now)
         try:
-            await journal.write((Op.one(_CREATE, tenant, session_id, user_id, stamp, stamp),), _Taken())
+            await journal.write((Op.one(_CREATE, tenant, session_id, user_id, stamp, stamp),), _Taken)
         except _Taken:
             return None
         return SessionInfo(tenant, session_id, user_id, now, now, 0, "", "", "new")
@@ -260,11 +260,11 @@ class SessionDirectory(SqlBacked):
         # number is the incremented count, read back inside the same transaction.
         ops = [Op.one(_COUNT_TURN, stamp, message[:500], result.reply[:500], status, tenant, session_id, expect=1),
                Op.one(_ADD_TURN, tenant, session_id, tenant, session_id, user_id, stamp, latency_ms, message,
-                      result.reply, result.stopped_by, result.trace_id, json.dumps(steps), json.dumps(usage))]
+                      result.reply, result.stopped_by, result.trace_id, jsoncodec.dumps(steps), jsoncodec.dumps(usage))]
         if decision is not None:
-            ops.append(Op.one(_ADD_DECISION, tenant, session_id, tenant, session_id, user_id, json.dumps(decision)))
+            ops.append(Op.one(_ADD_DECISION, tenant, session_id, tenant, session_id, user_id, jsoncodec.dumps(decision)))
         ops.append(Op.one(_TURNS, tenant, session_id, fetch=True))
-        rows = await journal.write(ops, SessionError(
+        rows = await journal.write(ops, lambda: SessionError(
             f"session {session_id!r} of tenant {tenant!r} is not in the directory", hint="open the session first"))
         turn_no = rows[0][0]
         return turn_view(turn_no, started_at, latency_ms, message, result.reply, result.stopped_by, steps, usage,

@@ -8,7 +8,7 @@ much as an in-memory one. A single turn pays one extra trip through the event lo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -29,9 +29,9 @@ class Journal:
     def dialect(self) -> str:
         return self.driver.dialect
 
-    async def write(self, ops: Sequence[Op], conflict: BaseException) -> Rows:
+    async def write(self, ops: Sequence[Op], conflict: Callable[[], BaseException]) -> Rows:
         """Write `ops` as one unit with other waiting units; the rows of its `fetch` op, if any.
-        Raises `conflict` if one of its expectations failed (nothing of the unit was written), or
+        Raises `conflict()` if one of its expectations failed (nothing of the unit was written), or
         the batch's error."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Rows] = loop.create_future()

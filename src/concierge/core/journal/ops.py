@@ -9,7 +9,7 @@ submitter gets the unit's `conflict` error, while the rest of the batch still co
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -38,12 +38,12 @@ class Op:
 @dataclass(slots=True)
 class Unit:
     ops: Sequence[Op]
-    conflict: BaseException
+    conflict: Callable[[], BaseException]  # made only when needed: most writes never conflict
     future: asyncio.Future[Rows]
 
 
 class Conflict(Exception):
-    """An `Op.expect` did not hold: the unit is undone and its submitter gets `Unit.conflict`."""
+    """An `Op.expect` did not hold: the unit is undone and its submitter gets `Unit.conflict()`."""
 
 
 class Driver(Protocol):

@@ -62,24 +62,32 @@ class PostgresDriver:
 
     async def apply(self, units: Sequence[Unit]) -> list[Outcome]:
         conn = await self._raw_writer()
+        # Optimistically without savepoints (conflicts are rare, and each savepoint is a round trip);
+        # after a conflict in a batch of several, the batch is undone and run again with one per unit.
+        outcomes = await self._batch(conn, units, savepoints=False)
+        if outcomes is None:
+            outcomes = await self._batch(conn, units, savepoints=True)
+            assert outcomes is not None
+        return outcomes
+
+    async def _batch(self, conn: Any, units: Sequence[Unit], *, savepoints: bool) -> list[Outcome] | None:
         batch = conn.transaction()
         await batch.start()
         try:
-            if len(units) == 1:  # no savepoint needed: a conflict rolls back the batch, which is the unit
-                try:
-                    fetched = await self._run(conn, units[0])
-                except (Conflict, self._integrity):
-                    await batch.rollback()
-                    return [units[0].conflict]
-                await batch.commit()
-                return [fetched]
             results: list[Outcome] = []
             for unit in units:
                 try:
-                    async with conn.transaction():  # a savepoint: a conflict undoes this unit only
+                    if savepoints:
+                        async with conn.transaction():  # a savepoint: a conflict undoes this unit only
+                            results.append(await self._run(conn, unit))
+                    else:
                         results.append(await self._run(conn, unit))
                 except (Conflict, self._integrity):
-                    results.append(unit.conflict)
+                    if savepoints:
+                        results.append(unit.conflict())
+                        continue
+                    await batch.rollback()
+                    return [unit.conflict()] if len(units) == 1 else None
             await batch.commit()
             return results
         except BaseException:

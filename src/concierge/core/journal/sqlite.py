@@ -81,31 +81,15 @@ class SqliteDriver:
             if _busy(exc):
                 raise _Busy from exc
             raise
-        results: list[Outcome] = []
-        several = len(units) > 1
         try:
-            for unit in units:
-                if several:
-                    conn.execute("SAVEPOINT unit")
-                fetched: Rows = []
-                try:
-                    for op in unit.ops:
-                        cursor = conn.execute(op.sql, op.rows[0]) if len(op.rows) == 1 else \
-                            conn.executemany(op.sql, op.rows)
-                        if op.fetch:
-                            fetched = cursor.fetchall()
-                        elif op.expect is not None and cursor.rowcount != op.expect:
-                            raise Conflict
-                except (Conflict, sqlite3.IntegrityError):
-                    if not several:
-                        conn.execute("ROLLBACK")
-                        return [unit.conflict]
-                    conn.execute("ROLLBACK TO unit")
-                    results.append(unit.conflict)
-                else:
-                    results.append(fetched)
-                if several:
-                    conn.execute("RELEASE unit")
+            # Optimistically without savepoints (conflicts are rare); after a conflict the batch is
+            # undone and run again, each unit in a savepoint of its own.
+            results = self._run_units(conn, units, savepoints=False)
+            if results is None:
+                conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                results = self._run_units(conn, units, savepoints=True)
+                assert results is not None
             conn.execute("COMMIT")
         except BaseException as exc:
             if conn.in_transaction:
@@ -113,6 +97,37 @@ class SqliteDriver:
             if isinstance(exc, sqlite3.OperationalError) and _busy(exc):
                 raise _Busy from exc
             raise
+        return results
+
+    @staticmethod
+    def _run_units(conn: sqlite3.Connection, units: Sequence[Unit], *, savepoints: bool) -> list[Outcome] | None:
+        """Each unit's outcome; None when a unit conflicted and there were no savepoints to undo it alone."""
+        results: list[Outcome] = []
+        for unit in units:
+            if savepoints:
+                conn.execute("SAVEPOINT unit")
+            fetched: Rows = []
+            try:
+                for op in unit.ops:
+                    cursor = conn.execute(op.sql, op.rows[0]) if len(op.rows) == 1 else \
+                        conn.executemany(op.sql, op.rows)
+                    if op.fetch:
+                        fetched = cursor.fetchall()
+                    elif op.expect is not None and cursor.rowcount != op.expect:
+                        raise Conflict
+            except (Conflict, sqlite3.IntegrityError):
+                if not savepoints:
+                    if len(units) > 1:
+                        return None
+                    conn.execute("ROLLBACK")  # a lone unit: its conflict is the batch's
+                    conn.execute("BEGIN IMMEDIATE")
+                    return [unit.conflict()]
+                conn.execute("ROLLBACK TO unit")
+                results.append(unit.conflict())
+            else:
+                results.append(fetched)
+            if savepoints:
+                conn.execute("RELEASE unit")
         return results
 
     async def read(self, queries: Sequence[tuple[str, Row]]) -> list[list[tuple[Any, ...]]]:
@@ -148,7 +163,9 @@ class SqliteDriver:
 
     def db_time(self, value: datetime) -> str:
         # SQLAlchemy's DateTime format on SQLite ("2026-01-01 09:00:00.000000"), written faster than strftime.
-        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        if value.tzinfo is not UTC:
+            value = value.astimezone(UTC)
+        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
     def py_time(self, value: Any) -> datetime:
         if isinstance(value, datetime):

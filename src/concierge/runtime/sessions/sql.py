@@ -10,7 +10,6 @@ through the journal, which talks to the driver directly.
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ...core import jsoncodec
 from ...core.errors import SessionError, ValidationError
 from ...core.journal import Durability, Op
 from ...core.messages import Message, message_from_dict, message_to_dict
@@ -113,7 +113,7 @@ class _Snapshot:
     def session(self, session_id: str) -> Session:
         return Session(session_id, self.created_at, self.updated_at, history=list(self.history),
                        window_start=self.window_start, summary=self.summary, pinned_facts=list(self.pinned_facts),
-                       state=json.loads(self.state_json), turns=self.turns)
+                       state=jsoncodec.loads(self.state_json), turns=self.turns)
 
 
 class SqlSessionStore(SqlBacked):
@@ -165,7 +165,8 @@ class SqlSessionStore(SqlBacked):
         snapshot = _Snapshot(
             version, journal.py_time(created), journal.py_time(updated),
             tuple(message_from_dict(_json(m)) for (m,) in messages), window_start, summary,
-            tuple(f for (f,) in facts), state if isinstance(state, str) else json.dumps(state or {}), turns,
+            tuple(f for (f,) in facts), state if isinstance(state, str) else jsoncodec.dumps(state or {}),
+            turns,
         )
         self._remember(session_id, snapshot)
         return snapshot.session(session_id)
@@ -174,7 +175,7 @@ class SqlSessionStore(SqlBacked):
         _aware(now)
         journal = self._journal or await self.journal()
         stamp = journal.db_time(now)
-        await journal.write((Op.one(_CREATE, session_id, stamp, stamp, "{}"),), SessionError(
+        await journal.write((Op.one(_CREATE, session_id, stamp, stamp, "{}"),), lambda: SessionError(
             f"session {session_id!r} already exists", hint="load it instead of creating it"))
         self._remember(session_id, _Snapshot(0, now, now, (), 0, None, (), "{}", 0))
         return Session(session_id, now, now)
@@ -188,17 +189,17 @@ class SqlSessionStore(SqlBacked):
             )
         _aware(commit.updated_at)
         journal = self._journal or await self.journal()
-        sid, stamp, state_json = session.id, journal.db_time(commit.updated_at), json.dumps(commit.state)
+        sid, stamp, state_json = session.id, journal.db_time(commit.updated_at), jsoncodec.dumps(commit.state)
         first_msg, first_fact = len(session.history), len(session.pinned_facts)
         ops = [Op.one(_UPDATE, stamp, commit.window_start, commit.summary, state_json, session.turns + 1,
                       expected + 1, sid, expected, session.turns, expect=1)]
         if commit.new_messages:
-            ops.append(Op(_ADD_MESSAGE, [(sid, first_msg + i, json.dumps(message_to_dict(m)), stamp)
+            ops.append(Op(_ADD_MESSAGE, [(sid, first_msg + i, jsoncodec.dumps(message_to_dict(m)), stamp)
                                          for i, m in enumerate(commit.new_messages)]))
         if commit.new_pinned_facts:
             ops.append(Op(_ADD_FACT, [(sid, first_fact + i, f) for i, f in enumerate(commit.new_pinned_facts)]))
         try:
-            await journal.write(ops, SessionError(
+            await journal.write(ops, lambda: SessionError(
                 f"session {session.id!r} was changed by another writer since it was loaded",
                 hint="load the session again and retry the turn",
             ))
@@ -251,4 +252,4 @@ class SqlSessionStore(SqlBacked):
 
 
 def _json(value: str | dict[str, Any]) -> dict[str, Any]:
-    return json.loads(value) if isinstance(value, str) else value
+    return jsoncodec.loads(value) if isinstance(value, str) else value
