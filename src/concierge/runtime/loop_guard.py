@@ -24,30 +24,38 @@ BLOCKED = (
 class LoopGuard:
     """Per-turn memory of failing calls."""
 
-    __slots__ = ("_failures", "_succeeded", "_writes")
+    __slots__ = ("_call", "_failures", "_key", "_succeeded", "_writes")
 
     def __init__(self) -> None:
         self._failures: dict[str, int] = {}
         self._succeeded: dict[str, str] = {}
         self._writes: set[str] = set()
+        # The last call's canonical key: one call is looked up several times in a row.
+        self._call: ToolCall | None = None
+        self._key = ""
+
+    def _key_of(self, call: ToolCall) -> str:
+        if call is not self._call:
+            self._call, self._key = call, call.canonical()
+        return self._key
 
     def earlier_result(self, call: ToolCall) -> str | None:
         """The result of an identical call that already succeeded in this turn, if any."""
-        return self._succeeded.get(call.canonical()) if self._succeeded else None
+        return self._succeeded.get(self._key_of(call)) if self._succeeded else None
 
     def record_success(self, call: ToolCall, content: str, *, changed_state: bool = False) -> None:
         """Remember a successful call; a write makes earlier reads stale, so they may run again."""
         if changed_state:
             self._succeeded = {key: value for key, value in self._succeeded.items() if key in self._writes}
-            self._writes.add(call.canonical())
-        self._succeeded[call.canonical()] = content
+            self._writes.add(self._key_of(call))
+        self._succeeded[self._key_of(call)] = content
 
     def blocked(self, call: ToolCall) -> bool:
-        return bool(self._failures) and self._failures.get(call.canonical(), 0) >= 2
+        return bool(self._failures) and self._failures.get(self._key_of(call), 0) >= 2
 
     def record_failure(self, call: ToolCall) -> str | None:
         """Count a failure; returns the note to append to the error, if one is due."""
-        key = call.canonical()
+        key = self._key_of(call)
         count = self._failures.get(key, 0) + 1
         self._failures[key] = count
         return REPEAT_NOTE if count >= 2 else None

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import re
 import time
+from typing import Any
 
 from opentelemetry import trace
 
@@ -44,7 +45,7 @@ from .result import TurnResult, TurnState
 from .sessions.base import Session, SessionStore, TurnCommit
 from .sessions.memory import InMemorySessionStore
 from .strategy import ReActLoop, TurnStrategy
-from .tracing import SpanScope, TraceStep, default_tracer, span_id_hex
+from .tracing import RecordedScope, SpanScope, TraceStep, TurnSpans, default_tracer, span_id_hex
 from .truncation import render, truncate_result
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ class Runtime:
         )
         self.clock = clock or SystemClock()
         self.tracer = tracer or default_tracer()
+        self._spans = TurnSpans(self.tracer)
         self.locks = locks or SessionLocks()
         self.events = events  # where each turn's AgentEvents go (an EventProducer); None: nowhere
         # How each turn is reasoned out (ReAct, plan-then-execute, tree-of-thought, or a router).
@@ -128,7 +130,7 @@ class Runtime:
             await self.recover()
         async with self.locks.hold(session_id):
             attributes = {"concierge.session_id": session_id, "concierge.agent": self.agent.name}
-            with SpanScope(self.tracer, "concierge.turn", attributes) as span:
+            with self._span("concierge.turn", attributes) as span:
                 store = self.store
                 session = await store.load(session_id) or await store.create(session_id, self.clock.now())
                 decided = None
@@ -196,6 +198,13 @@ class Runtime:
                                   span_id_hex(span), tuple(state.messages), tuple(state.pending),
                                   state.escalation, tuple(state.notices), tuple(state.reasoning),
                                   tuple(pending_actions(session.state, None)))
+
+    def _span(self, name: str, attributes: dict[str, Any] | None = None) -> SpanScope | RecordedScope:
+        """A span scope from the runtime's tracer (which a caller may have replaced since)."""
+        spans = self._spans
+        if spans.tracer is not self.tracer:
+            spans = self._spans = TurnSpans(self.tracer)
+        return spans.open(name, attributes)
 
     async def _loop(self, session: Session, state: TurnState, guard: LoopGuard,
                     first_choice: ToolChoice | None = None, *, strategy: Strategy = "react",
@@ -316,7 +325,7 @@ class Runtime:
         checked = self.guardrails is not None and self.guardrails.output is not None and response_format is None
         facts = await output_facts(self.guardrails, self.executor, self.agent.instructions, state) \
             if checked and self.guardrails is not None else None
-        with SpanScope(self.tracer, "llm.complete") as span:
+        with self._span("llm.complete") as span:
             started = time.perf_counter()
             if state.observer is None or response_format is not None:
                 response = await agent.model.complete(
@@ -390,7 +399,7 @@ class Runtime:
                                                             "arguments": call.arguments}))
         if state.emit is not None:
             await state.emit(EventType.TOOL_CALL_START, tool=call.name, arguments=call.arguments)
-        with SpanScope(self.tracer, "tool.execute", {"concierge.tool": call.name}) as span:
+        with self._span("tool.execute", {"concierge.tool": call.name}) as span:
             started = time.perf_counter()
             if tool is None:
                 names = ", ".join(t.name for t in self.agent.registry)

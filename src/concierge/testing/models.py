@@ -42,6 +42,7 @@ def call(name: str, /, **arguments: Any) -> ToolCall:
 
 
 _counter = EstimatingCounter()
+_count = _counter.count
 # Bound on the per-model memo of assistant-message token counts (see `_TokenMemo`).
 _MEMO_MAX = 1 << 15
 
@@ -63,7 +64,7 @@ class _TokenMemo:
 
     def tokens(self, message: Message) -> int:
         if not isinstance(message, AssistantMessage):
-            return _counter.count(message_text(message))
+            return _count(message.content)  # its text is its content
         tokens = self._tokens.get(id(message))
         if tokens is None:
             tokens = _counter.count(message_text(message))
@@ -89,7 +90,10 @@ def _to_response(
     else:
         message = AssistantMessage(tool_calls=tuple(step))
     tokens = (memo or _TokenMemo()).tokens
-    usage = Usage(sum(tokens(m) for m in messages), tokens(message))
+    sent = 0
+    for m in messages:
+        sent += tokens(m)
+    usage = Usage(sent, tokens(message))
     return ModelResponse(message, usage, model, "tool_calls" if message.tool_calls else "stop")
 
 
