@@ -150,3 +150,19 @@ async def test_in_memory_sqlite_is_refused_with_a_hint() -> None:
             await store.journal()
     finally:
         await store.close()
+
+
+async def test_merged_statements_still_undo_only_the_colliding_unit(db_url: str) -> None:
+    store = Items(db_url)
+    try:
+        journal = await store.journal()
+        await journal.write((Op.one(ADD, "old", 0, None, merge=True),), Taken)
+        units = [(Op.one(ADD, f"m{k}", k, None, merge=True), Op.one(BUMP, "old", 0, expect=1, merge=True))
+                 for k in range(4)]  # only the first unit's version check can hold
+        units.insert(2, (Op.one(ADD, "old", 9, None, merge=True), Op.one(BUMP, "old", 0, expect=1, merge=True)))
+        outcomes = await asyncio.gather(*(journal.write(ops, Taken) for ops in units), return_exceptions=True)
+        assert [isinstance(o, Taken) for o in outcomes] == [False, True, True, True, True]
+        rows = await journal.read((("SELECT id, n FROM journal_items ORDER BY id", ()),))
+        assert rows == [[("m0", 0), ("old", 1)]]
+    finally:
+        await store.close()

@@ -217,7 +217,7 @@ class SessionDirectory(SqlBacked):
         journal = self._journal or await self.journal()
         stamp = journal.db_time(now)
         try:
-            await journal.write((Op.one(_CREATE, tenant, session_id, user_id, stamp, stamp),), _Taken)
+            await journal.write((Op.one(_CREATE, tenant, session_id, user_id, stamp, stamp, merge=True),), _Taken)
         except _Taken:
             return None
         return SessionInfo(tenant, session_id, user_id, now, now, 0, "", "", "new")

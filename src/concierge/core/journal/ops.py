@@ -29,10 +29,14 @@ class Op:
     expect: int | None = None
     # A query whose rows are what the unit's submitter gets back (read inside the unit's transaction).
     fetch: bool = False
+    # The statement touches only its unit's own rows, or breaks a key or an `expect` if two units
+    # collide: the driver may then run the same statement of several units as one executemany
+    # (a collision sends the batch back to one savepoint per unit).
+    merge: bool = False
 
     @classmethod
-    def one(cls, sql: str, *params: Any, expect: int | None = None, fetch: bool = False) -> Op:
-        return cls(sql, (params,), expect, fetch)
+    def one(cls, sql: str, *params: Any, expect: int | None = None, fetch: bool = False, merge: bool = False) -> Op:
+        return cls(sql, (params,), expect, fetch, merge)
 
 
 @dataclass(slots=True)

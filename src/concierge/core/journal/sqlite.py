@@ -103,7 +103,18 @@ class SqliteDriver:
     def _run_units(conn: sqlite3.Connection, units: Sequence[Unit], *, savepoints: bool) -> list[Outcome] | None:
         """Each unit's outcome; None when a unit conflicted and there were no savepoints to undo it alone."""
         results: list[Outcome] = []
-        for unit in units:
+        start = 0
+        while start < len(units):
+            if not savepoints:
+                run = _mergeable_run(units, start)
+                if run > 1:  # the same statements in several units: one executemany each
+                    if not _run_merged(conn, units[start:start + run]):
+                        return None
+                    results.extend([] for _ in range(run))
+                    start += run
+                    continue
+            unit = units[start]
+            start += 1
             if savepoints:
                 conn.execute("SAVEPOINT unit")
             fetched: Rows = []
@@ -179,6 +190,36 @@ class SqliteDriver:
             self._thread.shutdown(wait=True)
         self._writer.close()
         self._reader.close()
+
+
+def _merge_key(unit: Unit) -> tuple[str, ...] | None:
+    if all(op.merge and not op.fetch for op in unit.ops):
+        return tuple(op.sql for op in unit.ops)
+    return None
+
+
+def _mergeable_run(units: Sequence[Unit], start: int) -> int:
+    """How many units from `start` on have the same mergeable statements."""
+    key = _merge_key(units[start])
+    if key is None:
+        return 1
+    end = start + 1
+    while end < len(units) and _merge_key(units[end]) == key:
+        end += 1
+    return end - start
+
+
+def _run_merged(conn: sqlite3.Connection, units: Sequence[Unit]) -> bool:
+    """Run the units' statements position by position; False on any conflict (nothing is kept then)."""
+    try:
+        for position, op in enumerate(units[0].ops):
+            ops = [unit.ops[position] for unit in units]
+            cursor = conn.executemany(op.sql, [row for each in ops for row in each.rows])
+            if op.expect is not None and cursor.rowcount != sum(each.expect or 0 for each in ops):
+                return False
+    except sqlite3.IntegrityError:
+        return False
+    return True
 
 
 async def _retry_busy(attempt: Any) -> Any:

@@ -175,7 +175,7 @@ class SqlSessionStore(SqlBacked):
         _aware(now)
         journal = self._journal or await self.journal()
         stamp = journal.db_time(now)
-        await journal.write((Op.one(_CREATE, session_id, stamp, stamp, "{}"),), lambda: SessionError(
+        await journal.write((Op.one(_CREATE, session_id, stamp, stamp, "{}", merge=True),), lambda: SessionError(
             f"session {session_id!r} already exists", hint="load it instead of creating it"))
         self._remember(session_id, _Snapshot(0, now, now, (), 0, None, (), "{}", 0))
         return Session(session_id, now, now)
@@ -192,12 +192,13 @@ class SqlSessionStore(SqlBacked):
         sid, stamp, state_json = session.id, journal.db_time(commit.updated_at), jsoncodec.dumps(commit.state)
         first_msg, first_fact = len(session.history), len(session.pinned_facts)
         ops = [Op.one(_UPDATE, stamp, commit.window_start, commit.summary, state_json, session.turns + 1,
-                      expected + 1, sid, expected, session.turns, expect=1)]
+                      expected + 1, sid, expected, session.turns, expect=1, merge=True)]
         if commit.new_messages:
             ops.append(Op(_ADD_MESSAGE, [(sid, first_msg + i, jsoncodec.dumps(message_to_dict(m)), stamp)
-                                         for i, m in enumerate(commit.new_messages)]))
+                                         for i, m in enumerate(commit.new_messages)], merge=True))
         if commit.new_pinned_facts:
-            ops.append(Op(_ADD_FACT, [(sid, first_fact + i, f) for i, f in enumerate(commit.new_pinned_facts)]))
+            ops.append(Op(_ADD_FACT, [(sid, first_fact + i, f) for i, f in enumerate(commit.new_pinned_facts)],
+                          merge=True))
         try:
             await journal.write(ops, lambda: SessionError(
                 f"session {session.id!r} was changed by another writer since it was loaded",
