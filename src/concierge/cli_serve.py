@@ -7,7 +7,7 @@ import os
 import secrets
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -17,6 +17,7 @@ from .settings import Settings, load_settings
 
 console = Console(highlight=False)
 tenants_app = typer.Typer(no_args_is_help=True, help="Tenants of the server: create them, issue API keys.")
+BACKLOG = 4096  # pending connections the listening socket queues (uvicorn's default: 2048)
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="Path of a concierge.toml.")]
 
 
@@ -38,7 +39,7 @@ def serve(
     """Serve the retail agent over HTTP and WebSocket, with the chat page and the operator console."""
     import uvicorn
 
-    from .security.redaction import install, uvicorn_log_config
+    from .security.redaction import install
 
     # Through the environment, so that every worker process reads the same settings.
     overrides = {"HOST": host, "PORT": port, "WORKERS": workers, "REDIS_URL": redis, "TEST_MODEL": test_model}
@@ -66,22 +67,49 @@ def serve(
         install()  # whatever else logs in this process: no secrets in its lines
         # uvicorn drains, then re-raises SIGTERM into the previous handler: make that a clean exit.
         signal.signal(signal.SIGTERM, _exit_cleanly)
+        raise_open_file_limit()
+        common = uvicorn_options(settings)
         if settings.serve.workers == 1:
             from .serving.server import build_app
 
-            app = build_app(settings)
-            uvicorn.run(app, host=settings.serve.host, port=settings.serve.port, log_level="info",
-                        log_config=uvicorn_log_config(),
-                        timeout_graceful_shutdown=int(settings.serve.drain_timeout_s),
-                        ws_max_size=settings.serve.max_frame_bytes)  # bigger frames: closed with 1009
+            uvicorn.run(build_app(settings), **common)
         else:
-            uvicorn.run("concierge.serving.server:app_from_env", factory=True, host=settings.serve.host,
-                        port=settings.serve.port, workers=settings.serve.workers, log_level="info",
-                        log_config=uvicorn_log_config(),
-                        timeout_graceful_shutdown=int(settings.serve.drain_timeout_s),
-                        ws_max_size=settings.serve.max_frame_bytes)  # bigger frames: closed with 1009
+            uvicorn.run("concierge.serving.server:app_from_env", factory=True, workers=settings.serve.workers,
+                        **common)
     except ConciergeError as exc:
         raise _fail(exc) from None
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """What every worker's uvicorn runs with.
+
+    - `ws_max_size`: a bigger frame closes the stream with 1009;
+    - `ws_per_message_deflate` off: a compressed stream keeps a zlib context per direction for
+      its whole life (memory per idle connection) and runs every frame through zlib (CPU per
+      turn), for frames of about a kilobyte on what is mostly a local network hop;
+    - `backlog`: a burst of connections (clients reconnecting after a deploy) waits in the
+      kernel's queue rather than being refused; the kernel caps it at `net.core.somaxconn`.
+    """
+    from .security.redaction import uvicorn_log_config
+
+    serve = settings.serve
+    return {"host": serve.host, "port": serve.port, "log_level": "info", "log_config": uvicorn_log_config(),
+            "timeout_graceful_shutdown": int(serve.drain_timeout_s), "ws_max_size": serve.max_frame_bytes,
+            "ws_per_message_deflate": False, "backlog": BACKLOG}
+
+
+def raise_open_file_limit() -> tuple[int, int]:
+    """Each WebSocket holds a file descriptor for its whole life: lift the soft limit to the hard one."""
+    import resource  # POSIX only, like the rest of serving
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):  # not allowed here: serve with what there is
+            pass
+    return soft, hard
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -163,3 +164,62 @@ async def test_tenant_cache_avoids_db(directory: TenantDirectory) -> None:
     await directory.authenticate(token)
     await directory.authenticate(token)
     assert calls == 3
+
+
+async def test_key_cache_revocation_elsewhere_holds_within_ttl(directory: TenantDirectory, db_path: Path) -> None:
+    """A live key is remembered briefly; a revocation by another process holds once that time is up."""
+    await directory.create_tenant("acme")
+    key = await directory.issue_key("acme", "service", label="backend")
+    directory.key_cache_ttl_s = 0.2
+    first = await directory.authenticate_key(key)
+    other = TenantDirectory(f"sqlite+aiosqlite:///{db_path}")
+    try:
+        assert await other.revoke_key(key) is True
+    finally:
+        await other.close()
+    assert await directory.authenticate_key(key) is first  # within the TTL: the remembered caller
+    await asyncio.sleep(0.25)
+    await expect_401(directory.authenticate_key(key))
+
+
+async def test_key_cache_keeps_only_live_keys_and_is_bounded(directory: TenantDirectory) -> None:
+    await directory.create_tenant("acme")
+    directory.key_cache_size = 2
+    keys = [await directory.issue_key("acme", "service", label=f"k{i}") for i in range(3)]
+    for key in keys:
+        await directory.authenticate_key(key)
+    assert len(directory._keys) == 2 and hash_api_key(keys[0]) not in directory._keys
+    for made_up in ("ck_" + "x" * 43, "ck_" + "y" * 43):
+        await expect_401(directory.authenticate_key(made_up))
+    assert set(directory._keys) == {hash_api_key(k) for k in keys[1:]}
+    assert (await directory.authenticate_key(keys[0])).principal.user_id == "key:k0"  # looked up again
+
+
+async def test_expired_tenant_record_is_loaded_once_for_concurrent_requests(directory: TenantDirectory) -> None:
+    acme = await directory.create_tenant("acme")
+    directory._cache.clear()
+    loads = 0
+    load = directory._load
+
+    async def counted(name: str) -> object:
+        nonlocal loads
+        loads += 1
+        return await load(name)
+
+    directory._load = counted  # type: ignore[method-assign]
+    records = await asyncio.gather(*(directory.get_tenant("acme") for _ in range(50)))
+    assert all(r == acme for r in records) and loads == 1
+    assert await directory.get_tenant("nobody") is None and await directory.get_tenant("nobody") is None
+    assert loads == 3  # an unknown tenant is never cached
+
+
+async def test_a_cancelled_caller_does_not_cancel_the_shared_load(directory: TenantDirectory) -> None:
+    acme = await directory.create_tenant("acme")
+    directory._cache.clear()
+    first = asyncio.ensure_future(directory.get_tenant("acme"))
+    second = asyncio.ensure_future(directory.get_tenant("acme"))
+    await asyncio.sleep(0)
+    first.cancel()
+    assert await second == acme
+    with pytest.raises(asyncio.CancelledError):
+        await first

@@ -1,15 +1,17 @@
 """The tenant directory: who the tenants are, their signing secrets, rate limits and API keys.
 
 API keys are stored only as SHA-256 hashes (see `hash_api_key`): the plaintext is returned once
-by `issue_key` and cannot be recovered from the database. Tenant records are cached in memory
-for a few seconds, so per-request JWT checks rarely touch the database.
+by `issue_key` and cannot be recovered from the database. Tenant records and live API keys are
+cached in memory for a few seconds, so per-request checks rarely touch the database.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -112,20 +114,29 @@ class TenantRecord:
 
 
 class TenantDirectory(SqlBacked):
-    """Tenants and API keys in SQL, with a short in-memory cache of tenant records.
+    """Tenants and API keys in SQL, with short in-memory caches of tenant records and live keys.
 
-    The cache (`cache_ttl_s`, 5 s by default) means a secret rotated by another process takes
-    effect within that time; changes made through this object apply at once. API key checks are
-    one primary-key lookup and are not cached, so a revocation holds from the next request.
+    The tenant cache (`cache_ttl_s`, 5 s by default) means a secret rotated by another process
+    takes effect within that time; changes made through this object apply at once. A live API key
+    is remembered for `key_cache_ttl_s` (2 s) after its lookup, so a connection storm or a burst of
+    requests with one key costs one query, not one per request: `revoke_key` on this object
+    forgets the key at once (the next request gets 401), and a revocation written by another
+    process (another worker, a script) holds within `key_cache_ttl_s`. Unknown and revoked keys
+    are never cached (a flood of made-up keys cannot fill the cache), and at most
+    `key_cache_size` keys are kept.
     """
 
     metadata = metadata
     what = "tenant directory"
     cache_ttl_s: float = 5.0
+    key_cache_ttl_s: float = 2.0
+    key_cache_size: int = 10_000
 
-    def _setup(self, engine: Any) -> None:
-        super()._setup(engine)
+    def _setup(self, engine: Any, *args: Any, **kwargs: Any) -> None:
+        super()._setup(engine, *args, **kwargs)
         self._cache: dict[str, tuple[float, TenantRecord]] = {}
+        self._loading: dict[str, asyncio.Future[TenantRecord | None]] = {}  # a query in flight, per tenant
+        self._keys: OrderedDict[str, tuple[float, Caller]] = OrderedDict()  # key hash -> (until, caller)
 
     async def create_tenant(self, name: str, *, rate: tuple[float, int] = (20.0, 40),
                             user_rate: tuple[float, int] = (2.0, 10)) -> TenantRecord:
@@ -154,18 +165,32 @@ class TenantDirectory(SqlBacked):
         return None if row is None else TenantRecord(**row._mapping)
 
     async def get_tenant(self, name: str) -> TenantRecord | None:
-        """The tenant, from the cache when fresh; None if there is no such tenant (never cached)."""
+        """The tenant, from the cache when fresh; None if there is no such tenant (never cached).
+
+        When the cached record expires under load, every request of the tenant misses at once:
+        they share one query (the first caller's) instead of each sending its own.
+        """
         if not isinstance(name, str) or not TENANT_NAME_RE.match(name):
             return None
         cached = self._cache.get(name)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
-        record = await self._load(name)
-        if record is None:
-            self._cache.pop(name, None)
-        else:
-            self._cache[name] = (time.monotonic() + self.cache_ttl_s, record)
-        return record
+        loading = self._loading.get(name)
+        if loading is None:
+            loading = self._loading[name] = asyncio.ensure_future(self._refresh(name))
+        # Shielded: a caller that is cancelled (its client left) does not cancel the others' query.
+        return await asyncio.shield(loading)
+
+    async def _refresh(self, name: str) -> TenantRecord | None:
+        try:
+            record = await self._load(name)
+            if record is None:
+                self._cache.pop(name, None)
+            else:
+                self._cache[name] = (time.monotonic() + self.cache_ttl_s, record)
+            return record
+        finally:
+            self._loading.pop(name, None)
 
     async def list_tenants(self) -> list[TenantRecord]:
         await self._ensure_schema()
@@ -199,6 +224,11 @@ class TenantDirectory(SqlBacked):
         if not isinstance(key, str) or not is_api_key(key):
             raise Unauthenticated(_BAD_KEY)
         key_hash = hash_api_key(key)
+        cached = self._keys.get(key_hash)
+        if cached is not None:
+            if cached[0] > time.monotonic():
+                return cached[1]  # Caller and Principal are frozen: one instance serves every request
+            del self._keys[key_hash]
         await self._ensure_schema()
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(api_keys_table).where(api_keys_table.c.key_hash == key_hash))).first()
@@ -208,13 +238,18 @@ class TenantDirectory(SqlBacked):
             raise Unauthenticated(_BAD_KEY)
         principal = Principal(user_id=f"key:{row.label or key_hash[:8]}", tenant=row.tenant, role=row.role,
                               scopes=scopes_for(row.role))
-        return Caller(principal=principal, kind="api_key")
+        caller = Caller(principal=principal, kind="api_key")
+        self._keys[key_hash] = (time.monotonic() + self.key_cache_ttl_s, caller)
+        while len(self._keys) > self.key_cache_size:
+            self._keys.popitem(last=False)  # the oldest lookup
+        return caller
 
     async def revoke_key(self, key_or_hash: str) -> bool:
         """Revoke by plaintext key or by its hash; True if a live key was revoked."""
         key_hash = hash_api_key(key_or_hash) if is_api_key(key_or_hash) else key_or_hash
         if not _HEX64.match(key_hash):
             raise ValidationError("expected an API key or its SHA-256 hex hash")
+        self._keys.pop(key_hash, None)  # from the next request on, whatever the update finds
         await self._ensure_schema()
         async with self.engine.begin() as conn:
             result = await conn.execute(
@@ -222,6 +257,7 @@ class TenantDirectory(SqlBacked):
                 .where(api_keys_table.c.key_hash == key_hash, api_keys_table.c.revoked_at.is_(None))
                 .values(revoked_at=datetime.now(UTC))
             )
+        self._keys.pop(key_hash, None)  # and what a lookup racing with the update may have put back
         return result.rowcount == 1
 
     async def authenticate(self, token: str, tenant_hint: str | None = None) -> Caller:

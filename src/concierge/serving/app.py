@@ -25,6 +25,7 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._version import __version__
 from ..core.errors import ConciergeError, ConfigError, ValidationError
@@ -152,6 +153,30 @@ class ServeOptions:
                 object.__setattr__(self, name, None)
 
 
+class WorkerHeader:
+    """Names the worker process that answered (`X-Concierge-Worker`), for requests behind a load balancer.
+
+    A pure ASGI middleware: it adds one header to the response start, where an `@app.middleware`
+    function would run every request through a task and memory streams of its own.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.header = (b"x-concierge-worker", str(os.getpid()).encode("ascii"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def named(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), self.header]
+            await send(message)
+
+        await self.app(scope, receive, named)
+
+
 def _token(authorization: str | None, api_key: str | None) -> str:
     if api_key:
         return api_key.strip()
@@ -194,13 +219,7 @@ def create_app(service: TurnService, options: ServeOptions | None = None, *,
     install_error_handlers(app)
     app.add_middleware(RequestLimits, max_body_bytes=options.max_body_bytes)  # inside the worker header
     app.state.service = service
-    worker = str(os.getpid())
-
-    @app.middleware("http")
-    async def name_the_worker(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
-        response = await call_next(request)
-        response.headers["X-Concierge-Worker"] = worker  # which process answered, behind a load balancer
-        return response
+    app.add_middleware(WorkerHeader)  # outermost of ours: refusals by RequestLimits carry it too
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:

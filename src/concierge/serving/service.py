@@ -18,7 +18,7 @@ from ..runtime.events import TurnObserver
 from ..runtime.result import TurnResult
 from ..runtime.runtime import Runtime
 from ..security.auth import Caller, Forbidden, NotFound, SessionAccess, check_session_access
-from ..security.tenants import TenantDirectory
+from ..security.tenants import TenantDirectory, TenantRecord
 from ..tools.confirmation import Decision, pending_actions
 from .errors import ApiError, RateLimited
 from .ratelimit import Rate, RateLimiter
@@ -51,6 +51,8 @@ class TurnService:
     draining: bool = False
     _running: int = 0
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
+    # tenant -> (the record they were made from, its rate, its per-user rate)
+    _rates: dict[str, tuple[TenantRecord, Rate, Rate]] = field(default_factory=dict)
 
     # access
     async def session(self, caller: Caller, session_id: str, access: SessionAccess = "read") -> SessionInfo:
@@ -137,10 +139,13 @@ class TurnService:
         record = await self.tenants.get_tenant(caller.tenant)
         if record is None:
             raise NotFound("tenant not found")
-        decision = await self.limiter.take(f"t:{caller.tenant}", Rate(*record.rate))
+        rates = self._rates.get(record.name)
+        if rates is None or rates[0] is not record:  # the directory reloaded it: rates may have changed
+            rates = self._rates[record.name] = (record, Rate(*record.rate), Rate(*record.user_rate))
+        decision = await self.limiter.take(f"t:{caller.tenant}", rates[1])
         if not decision.allowed:
             raise RateLimited("tenant", decision.retry_after_s)
-        decision = await self.limiter.take(f"u:{caller.tenant}:{user_id}", Rate(*record.user_rate))
+        decision = await self.limiter.take(f"u:{caller.tenant}:{user_id}", rates[2])
         if not decision.allowed:
             raise RateLimited("user", decision.retry_after_s)
 
