@@ -275,3 +275,24 @@ async def test_a_turn_that_failed_leaves_no_trace_in_the_cache(url: str) -> None
         assert clean.state == _turn_one().state
     finally:
         await store.close()
+
+
+async def test_an_opened_session_is_written_with_its_first_turn(url: str) -> None:
+    first, second = SqlSessionStore(url), SqlSessionStore(url)
+    try:
+        opened = await first.open("fresh", T0)
+        assert opened.turns == 0 and opened.history == []
+        assert await second.load("fresh") is None  # nothing written until the turn commits
+        twin = await second.open("fresh", T0)
+        await first.commit_turn(opened, _turn_one())
+        with pytest.raises(SessionError):  # the other writer's first turn finds the id taken
+            await second.commit_turn(twin, _turn_one())
+        stored = await second.load("fresh")
+        assert stored is not None
+        _assert_same(stored, opened)
+        await second.commit_turn(stored, _turn_two())  # and the session goes on from there
+        again = await first.open("fresh", T0)
+        assert again.turns == 2 and len(again.history) == 8
+    finally:
+        await first.close()
+        await second.close()

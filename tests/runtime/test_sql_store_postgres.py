@@ -16,6 +16,7 @@ from .test_sql_store import (  # noqa: F401  (imported tests run here again, wit
     _turn_two,
     test_a_cached_session_notices_another_writer,
     test_a_turn_that_failed_leaves_no_trace_in_the_cache,
+    test_an_opened_session_is_written_with_its_first_turn,
     test_commit_of_foreign_session_raises,
     test_duplicate_create_raises,
     test_naive_datetime_refused,

@@ -42,7 +42,7 @@ from .locks import SessionLocks
 from .loop_guard import BLOCKED, LoopGuard, repeated_success
 from .remembering import memory_user, recalled_instructions
 from .result import TurnResult, TurnState
-from .sessions.base import Session, SessionStore, TurnCommit
+from .sessions.base import Session, SessionStore, TurnCommit, open_session
 from .sessions.memory import InMemorySessionStore
 from .strategy import ReActLoop, TurnStrategy
 from .tracing import RecordedScope, SpanScope, TraceStep, TurnSpans, default_tracer, span_id_hex
@@ -132,7 +132,7 @@ class Runtime:
             attributes = {"concierge.session_id": session_id, "concierge.agent": self.agent.name}
             with self._span("concierge.turn", attributes) as span:
                 store = self.store
-                session = await store.load(session_id) or await store.create(session_id, self.clock.now())
+                session = await open_session(store, session_id, self.clock.now())
                 decided = None
                 if decision is not None:
                     decided, user_message = open_decision(session.state, decision)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from .ops import Driver, Op, Outcome, Row, Rows, Unit
+from .ops import Driver, Op, Outcome, Row, Rows, Unit, WouldBlock
 
 
 class Journal:
@@ -22,6 +22,7 @@ class Journal:
         self.driver = driver
         self._pending: list[Unit] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._soon = False  # a synchronous flush is scheduled for the next turn of the loop
         self.batches = 0  # how many transactions were written (for tests and benchmarks)
         self.units = 0
 
@@ -36,16 +37,53 @@ class Journal:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Rows] = loop.create_future()
         self._pending.append(Unit(ops, conflict, future))
-        if self._flusher is None:
-            self._flusher = loop.create_task(self._flush())
+        if self._flusher is None and not self._soon:
+            if self.driver.apply_now is not None:
+                self._soon = True  # what the other turns submit before the loop comes round joins the batch
+                loop.call_soon(self._flush_now)
+            else:
+                self._flusher = loop.create_task(self._flush())
         return await future
+
+    def _take(self) -> list[Unit]:
+        # A submitter cancelled before its batch started never reaches the database.
+        batch = [unit for unit in self._pending if not unit.future.cancelled()]
+        self._pending = []
+        return batch
+
+    def _flush_now(self) -> None:
+        self._soon = False
+        if self._flusher is not None:  # an asynchronous flush took over; it drains the queue
+            return
+        batch = self._take()
+        if not batch:
+            return
+        assert self.driver.apply_now is not None
+        try:
+            results = self.driver.apply_now(batch)
+        except WouldBlock:
+            self._pending[:0] = batch
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+            return
+        except Exception as exc:  # noqa: BLE001  (the whole batch failed: each submitter gets the error)
+            results = [exc] * len(batch)
+        self._settle(batch, results)
+
+    def _settle(self, batch: list[Unit], results: list[Outcome]) -> None:
+        self.batches += 1
+        self.units += len(batch)
+        for unit, result in zip(batch, results, strict=True):
+            if unit.future.done():
+                continue
+            if isinstance(result, BaseException):
+                unit.future.set_exception(result)
+            else:
+                unit.future.set_result(result)
 
     async def _flush(self) -> None:
         try:
             while self._pending:
-                # A submitter cancelled before its batch started never reaches the database.
-                batch = [unit for unit in self._pending if not unit.future.cancelled()]
-                self._pending = []
+                batch = self._take()
                 if not batch:
                     continue
                 try:
@@ -56,15 +94,7 @@ class Journal:
                     raise
                 except Exception as exc:  # noqa: BLE001  (the whole batch failed: each submitter gets the error)
                     results = [exc] * len(batch)
-                self.batches += 1
-                self.units += len(batch)
-                for unit, result in zip(batch, results, strict=True):
-                    if unit.future.done():
-                        continue
-                    if isinstance(result, BaseException):
-                        unit.future.set_exception(result)
-                    else:
-                        unit.future.set_result(result)
+                self._settle(batch, results)
         finally:
             self._flusher = None
             for unit in self._pending:  # only when the flusher itself was cancelled (shutdown)
@@ -86,6 +116,8 @@ class Journal:
         return self.driver.py_time(value)
 
     async def close(self) -> None:
+        if self._pending and self._flusher is None:  # written before the driver goes
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
         if self._flusher is not None:
             await asyncio.shield(self._flusher)
         await self.driver.close()

@@ -50,10 +50,17 @@ class Conflict(Exception):
     """An `Op.expect` did not hold: the unit is undone and its submitter gets `Unit.conflict()`."""
 
 
+class WouldBlock(Exception):
+    """`Driver.apply_now` cannot write without waiting (another process holds the lock): use `apply`."""
+
+
 class Driver(Protocol):
     """The database side of the journal: one writer, snapshot reads, values in the database's form."""
 
     dialect: str
+    # Writes a batch synchronously on the event loop, when that costs less than a trip elsewhere
+    # (SQLite without a disk sync); raises WouldBlock instead of waiting. None: always `apply`.
+    apply_now: Callable[[Sequence[Unit]], list[Outcome]] | None
 
     async def apply(self, units: Sequence[Unit]) -> list[Outcome]:
         """Run every unit in one transaction; per unit the rows of its `fetch` op (an empty list

@@ -34,6 +34,7 @@ def _changed(status: str) -> int:
 
 class PostgresDriver:
     dialect = "postgresql"
+    apply_now = None  # every statement is a round trip: batches are written by a task
 
     def __init__(self, engine: AsyncEngine) -> None:
         import asyncpg  # the `postgres` extra: present whenever the engine could be built

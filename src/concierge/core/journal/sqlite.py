@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from .ops import Conflict, Outcome, Row, Rows, Unit
+from .ops import Conflict, Outcome, Row, Rows, Unit, WouldBlock
 
 Durability = Literal["process", "power"]
 # Another process's write lock is waited for this long before the batch fails.
@@ -59,19 +59,31 @@ class SqliteDriver:
         self._writer.execute("PRAGMA wal_autocheckpoint=0")
         self._reader = _connect(path, synchronous="NORMAL", busy_ms=0)
         self._thread = None if on_loop else ThreadPoolExecutor(1, thread_name_prefix="concierge-journal")
+        self.apply_now = self._apply_now if on_loop else None
         self._batches = 0
         self._checkpoint: asyncio.Future[None] | None = None
+
+    def _apply_now(self, units: Sequence[Unit]) -> list[Outcome]:
+        try:
+            results = self._apply(units)
+        except _Busy as busy:
+            raise WouldBlock from busy
+        self._written()
+        return results
 
     async def apply(self, units: Sequence[Unit]) -> list[Outcome]:
         if self._thread is not None:
             results = await asyncio.get_running_loop().run_in_executor(self._thread, self._apply, units)
         else:
             results = await _retry_busy(lambda: self._apply(units))
+        self._written()
+        return results
+
+    def _written(self) -> None:
         self._batches += 1
         if self._batches % _CHECKPOINT_EVERY == 0 and self._checkpoint is None:
             self._checkpoint = asyncio.ensure_future(asyncio.to_thread(self._run_checkpoint))
             self._checkpoint.add_done_callback(self._checkpoint_done)
-        return results
 
     def _apply(self, units: Sequence[Unit]) -> list[Outcome]:
         conn = self._writer

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import Session, SessionStore, TurnCommit, apply_commit
+from .base import Session, SessionStore, TurnCommit, apply_commit, open_session
 from .memory import InMemorySessionStore
 
 if TYPE_CHECKING:
     from .sql import SqlSessionStore
 
-__all__ = ["InMemorySessionStore", "Session", "SessionStore", "SqlSessionStore", "TurnCommit", "apply_commit"]
+__all__ = [
+    "InMemorySessionStore", "Session", "SessionStore", "SqlSessionStore", "TurnCommit", "apply_commit", "open_session",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -60,6 +60,16 @@ class SessionStore(Protocol):
     async def close(self) -> None: ...
 
 
+async def open_session(store: SessionStore, session_id: str, now: datetime) -> Session:
+    """The session to run a turn on: the stored one, or a new one. A store with an `open` method
+    may hand out a new session unsaved and write it with its first turn (one write, not two)."""
+    opener = getattr(store, "open", None)
+    if opener is not None:
+        session: Session = await opener(session_id, now)
+        return session
+    return await store.load(session_id) or await store.create(session_id, now)
+
+
 def apply_commit(session: Session, commit: TurnCommit) -> None:
     """The in-memory half of a commit, shared by every store."""
     session.history.extend(commit.new_messages)

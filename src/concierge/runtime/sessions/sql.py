@@ -85,6 +85,10 @@ _MESSAGES = "SELECT message FROM session_messages WHERE session_id = ? ORDER BY 
 _FACTS = "SELECT fact FROM session_pinned_facts WHERE session_id = ? ORDER BY seq"
 _CREATE = ("INSERT INTO sessions (id, created_at, updated_at, window_start, summary, state, turns, version) "
            "VALUES (?, ?, ?, 0, NULL, ?, 0, 0)")
+# A session opened new gets its row with its first turn: version 1, one turn.
+_INSERT_WITH_TURN = ("INSERT INTO sessions (id, created_at, updated_at, window_start, summary, state, turns, version) "
+                     "VALUES (?, ?, ?, ?, ?, ?, 1, 1)")
+_UNSAVED = -1  # `_versions` value of a session opened new and not yet written
 # The update goes first in a commit: it takes the row's write lock and decides who wins. `turns` is
 # checked too, so two objects for one id loaded through this same store (which share one entry in
 # `_versions`) cannot both commit.
@@ -180,6 +184,17 @@ class SqlSessionStore(SqlBacked):
         self._remember(session_id, _Snapshot(0, now, now, (), 0, None, (), "{}", 0))
         return Session(session_id, now, now)
 
+    async def open(self, session_id: str, now: datetime) -> Session:
+        """The stored session, or a new one that is written with its first turn (one write for both):
+        until then no other store sees it, and if another writer stores the id first, that first
+        commit fails like any stale one."""
+        session = await self.load(session_id)
+        if session is not None:
+            return session
+        _aware(now)
+        self._versions[session_id] = _UNSAVED
+        return Session(session_id, now, now)
+
     async def commit_turn(self, session: Session, commit: TurnCommit) -> None:
         expected = self._versions.get(session.id)
         if expected is None:
@@ -191,8 +206,13 @@ class SqlSessionStore(SqlBacked):
         journal = self._journal or await self.journal()
         sid, stamp, state_json = session.id, journal.db_time(commit.updated_at), jsoncodec.dumps(commit.state)
         first_msg, first_fact = len(session.history), len(session.pinned_facts)
-        ops = [Op.one(_UPDATE, stamp, commit.window_start, commit.summary, state_json, session.turns + 1,
-                      expected + 1, sid, expected, session.turns, expect=1, merge=True)]
+        if expected == _UNSAVED:  # opened new: the row is inserted with the turn (its key refuses a twin)
+            ops = [Op.one(_INSERT_WITH_TURN, sid, journal.db_time(session.created_at), stamp, commit.window_start,
+                          commit.summary, state_json, merge=True)]
+            expected = 0
+        else:
+            ops = [Op.one(_UPDATE, stamp, commit.window_start, commit.summary, state_json, session.turns + 1,
+                          expected + 1, sid, expected, session.turns, expect=1, merge=True)]
         if commit.new_messages:
             ops.append(Op(_ADD_MESSAGE, [(sid, first_msg + i, jsoncodec.dumps(message_to_dict(m)), stamp)
                                          for i, m in enumerate(commit.new_messages)], merge=True))
