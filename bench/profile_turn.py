@@ -32,7 +32,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from benchkit import command_line, log  # noqa: E402
+from benchkit import command_line, log
 
 CONFIGS = ("memory", "sqlite")
 
