@@ -34,7 +34,7 @@ from .agent import Agent
 from .closing import close_open_calls, emit_outcome, emit_tool_end, with_facts
 from .confirming import ask_confirmation, decision_payload, open_decision, take_answer
 from .context import ContextBuilder, ModelSummarizer, Summarizer, TokenTally
-from .driver import UNSTATED_CONFIDENCE, RuntimeDriver, record_step, stated_confidence
+from .driver import UNSTATED_CONFIDENCE, RuntimeDriver, stated_confidence
 from .emitting import TurnEmitter
 from .events import TurnEvent, TurnObserver
 from .guarding import REPEATED, output_facts, screen_input, with_checked_reply
@@ -152,7 +152,8 @@ class Runtime:
                     state.new_pins.extend(state.notices)
                 stopped_by: str | None = None
                 # A decision carries no free text: there is nothing to screen.
-                blocked = decided is None and await screen_input(self.guardrails, state, user_message)
+                blocked = decided is None and self.guardrails is not None and \
+                    await screen_input(self.guardrails, state, user_message)
                 if self.memory is not None and not blocked:
                     state.instructions = await recalled_instructions(self.memory, self.instructions, session, state,
                                                                     user_message, self.memory_tokens)
@@ -162,14 +163,21 @@ class Runtime:
                         if blocked:  # the model never sees it
                             reply, stopped_by = BLOCKED_REPLY, "guardrail"
                         else:
-                            reply, stopped_by = await self._run_confirmed(session, state, user_message, guard,
-                                                                          decided)
+                            # If actions await this user's answer: run them on a clear yes, drop them otherwise.
+                            answer, actions = take_answer(session.state, user_message, decided)
+                            reply, stopped_by = await self._run_confirmed(session, state, actions, guard) \
+                                if answer == "yes" else ("", None)
                         if stopped_by is None:
                             # After running confirmed actions the model reports; it is not forced to act.
                             ran_confirmed = any(s.kind == "tool" for s in state.steps)
-                            driver = RuntimeDriver(self, session, state, guard, user_message,
-                                                   "auto" if ran_confirmed else None)
-                            reply, stopped_by = await self.strategy.run(driver)
+                            first_choice: ToolChoice | None = "auto" if ran_confirmed else None
+                            strategy = self.strategy
+                            if type(strategy) is ReActLoop:  # the default: what its run() does, without a driver
+                                reply, stopped_by = await self._loop(session, state, guard, first_choice,
+                                                                     ask_below=strategy.ask_below)
+                            else:
+                                driver = RuntimeDriver(self, session, state, guard, user_message, first_choice)
+                                reply, stopped_by = await strategy.run(driver)
                             if stopped_by is None and state.pending:
                                 reply, stopped_by = await ask_confirmation(state)
                             elif stopped_by is None and not reply.strip():
@@ -226,7 +234,10 @@ class Runtime:
             message = response.message
             state.messages.append(message)
             confidence = stated_confidence(message.content)
-            await self._record_thought(state, strategy, message, confidence)
+            for thought in _thoughts(state, strategy, message, confidence):  # what `record_step` does
+                state.reasoning.append(thought)
+                if state.emit is not None:
+                    await state.emit(EventType.REASONING_STEP, **thought.to_dict())
             if not message.tool_calls:
                 if message.content and message.content.strip():
                     return message.content, None
@@ -262,23 +273,6 @@ class Runtime:
                 return await ask_confirmation(state)
         return self._handoff(session, state), "max_steps"
 
-    async def _record_thought(self, state: TurnState, strategy: Strategy, message: AssistantMessage,
-                              confidence: float | None) -> None:
-        """One step per action the model chose (its text is the thought), or one for its reply."""
-        model_step = state.steps[-1]
-        cost = {"latency_ms": model_step.latency_ms, "input_tokens": model_step.input_tokens,
-                "output_tokens": model_step.output_tokens}
-        value = UNSTATED_CONFIDENCE if confidence is None else confidence
-        text = (message.content or "").strip()
-        if not message.tool_calls:
-            await record_step(state, ReasoningStep(strategy, "response", text[:SUMMARY_CHARS], value, **cost))
-            return
-        for call in message.tool_calls:
-            thought = text or f"call {call.name}"  # the arguments are in the step's action
-            await record_step(state, ReasoningStep(strategy, "thought", thought[:SUMMARY_CHARS], value,
-                                                   Action(call.name, call.arguments), **cost))
-            cost = {}  # the model call is counted once, on its first step
-
     async def end_conversation(self, session_id: str, principal: Principal | str = "anonymous") -> Extraction | None:
         """The conversation is over: extract what is worth remembering about the customer (with the
         agent's model) into memory. None without memory or when the model's extraction is unusable."""
@@ -301,12 +295,9 @@ class Runtime:
         return ToolContext(state.session_id, state.principal, session.state, emit=state.emit,
                            user_message=first.content if isinstance(first, UserMessage) else "")
 
-    async def _run_confirmed(self, session: Session, state: TurnState, text: str, guard: LoopGuard,
-                             decided: PendingAction | None = None) -> tuple[str, str | None]:
-        """If actions await this user's answer: run them on a clear yes, drop them otherwise."""
-        answer, actions = take_answer(session.state, text, decided)
-        if answer != "yes":
-            return "", None
+    async def _run_confirmed(self, session: Session, state: TurnState, actions: list[PendingAction],
+                             guard: LoopGuard) -> tuple[str, str | None]:
+        """Run the actions the user just confirmed."""
         calls = [ToolCall(f"confirmed-{a.id}", a.tool, a.arguments) for a in actions]
         state.messages.append(AssistantMessage(content=None, tool_calls=tuple(calls)))
         context = self._context(session, state)
@@ -480,6 +471,25 @@ class Runtime:
         if state.new_pins:
             reply += " Already done: " + "; ".join(state.new_pins)
         return reply
+
+
+def _thoughts(state: TurnState, strategy: Strategy, message: AssistantMessage,
+              confidence: float | None) -> list[ReasoningStep]:
+    """One step per action the model chose (its text is the thought), or one for its reply."""
+    model_step = state.steps[-1]
+    latency_ms, input_tokens, output_tokens = model_step.latency_ms, model_step.input_tokens, model_step.output_tokens
+    value = UNSTATED_CONFIDENCE if confidence is None else confidence
+    text = (message.content or "").strip()
+    if not message.tool_calls:
+        return [ReasoningStep(strategy, "response", text[:SUMMARY_CHARS], value, None, (), (), latency_ms,
+                              input_tokens, output_tokens)]
+    steps = []
+    for call in message.tool_calls:
+        thought = text or f"call {call.name}"  # the arguments are in the step's action
+        steps.append(ReasoningStep(strategy, "thought", thought[:SUMMARY_CHARS], value,
+                                   Action(call.name, call.arguments), (), (), latency_ms, input_tokens, output_tokens))
+        latency_ms, input_tokens, output_tokens = 0.0, 0, 0  # the model call is counted once, on its first step
+    return steps
 
 
 def agent_version(agent: Agent) -> str:

@@ -189,8 +189,8 @@ class RecordedSpan(trace.Span):
         self._attributes: dict[str, Any] | BoundedAttributes = {}
         if attributes:
             self.set_attributes(attributes)
-        self._events: list[Event] = []
-        self._links: list[trace.Link] = []
+        self._events: tuple[Event, ...] = ()  # rare: grown by copying, nothing allocated when unused
+        self._links: tuple[trace.Link, ...] = ()
         self._status = _UNSET
         self._end_metrics = parts.metrics(parent, Decision.RECORD_AND_SAMPLE) if parts.metrics is not None else None
         self._start_time = time_ns()
@@ -232,7 +232,7 @@ class RecordedSpan(trace.Span):
         limits = self._parts.limits
         bounded = BoundedAttributes(limits.max_event_attributes, attributes,
                                     max_value_len=limits.max_attribute_length, immutable=True)
-        self._events.append(Event(name=name, attributes=bounded, timestamp=timestamp))
+        self._events += (Event(name=name, attributes=bounded, timestamp=timestamp),)
 
     def add_link(self, context: SpanContext, attributes: Mapping[str, Any] | None = None) -> None:
         if not (context and (context.is_valid or attributes or context.trace_state)) or self._ended("add_link"):
@@ -240,7 +240,7 @@ class RecordedSpan(trace.Span):
         limits = self._parts.limits
         bounded = BoundedAttributes(limits.max_link_attributes, attributes,
                                     max_value_len=limits.max_attribute_length, immutable=True)
-        self._links.append(trace.Link(context=context, attributes=bounded))
+        self._links += (trace.Link(context=context, attributes=bounded),)
 
     def update_name(self, name: str) -> None:
         if not self._ended("update_name"):
@@ -293,7 +293,8 @@ class RecordedSpan(trace.Span):
             name=self._name, context=self._context, parent=self._parent, resource=parts.resource,
             attributes=attributes,
             events=BoundedList.from_seq(limits.max_events, self._events) if self._events else (),
-            links=BoundedList.from_seq(limits.max_links, self._links) if self._links else (), kind=SpanKind.INTERNAL, status=self._status,
+            links=BoundedList.from_seq(limits.max_links, self._links) if self._links else (),
+            kind=SpanKind.INTERNAL, status=self._status,
             start_time=self._start_time, end_time=self._end_time, instrumentation_info=parts.info,
             instrumentation_scope=parts.scope,
         ))

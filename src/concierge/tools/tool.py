@@ -154,7 +154,9 @@ class Tool:
                 f"invalid arguments for tool '{self.name}': {problems}",
                 hint="call it again with arguments matching its schema",
             ) from None
-        return dict(model)
+        # dict(iter(model)) is dict(model) without dict() first asking the model for keys(), which
+        # pydantic answers through __getattr__ and an exception (most of a validation's cost).
+        return dict(iter(model))
 
     def normalize(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """Validated arguments as plain JSON values: the form keys and the ledger are computed from."""
