@@ -151,3 +151,19 @@ def test_a_non_sdk_tracer_goes_through_the_tracer():
     assert isinstance(scope, SpanScope)
     with scope as span:
         assert not span.is_recording()
+
+
+def test_a_processor_added_later_gets_the_spans_that_end_after_it_came():
+    provider = TracerProvider()
+    spans = TurnSpans(provider.get_tracer("t"))
+    with spans.open("concierge.turn") as turn:
+        with spans.open("llm.complete"):
+            pass  # nobody listens yet: nothing to hand over
+        exporter = InMemorySpanExporter()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        with spans.open("tool.execute") as tool:
+            tool.set_attribute("concierge.tool", "get_order")
+    assert [s.name for s in exporter.get_finished_spans()] == ["tool.execute", "concierge.turn"]
+    tool_span, turn_span = exporter.get_finished_spans()
+    assert tool_span.parent.span_id == turn.get_span_context().span_id == turn_span.context.span_id
+    assert tool_span.attributes["concierge.tool"] == "get_order"

@@ -245,8 +245,8 @@ class Runtime:
             if self._over_budget(state):
                 return self._handoff(session, state), "budget"
             tool_choice = "auto"
-            if ask_below is not None and confidence is not None and confidence < ask_below and any(
-                    (tool := agent.registry._tools.get(c.name)) is not None and tool.writes for c in message.tool_calls):
+            if ask_below is not None and confidence is not None and confidence < ask_below and \
+                    _any_write(agent.registry._tools, message.tool_calls):
                 # The model itself is unsure and would change something: it asks instead.
                 for call in message.tool_calls:
                     note = UNSURE.format(confidence=confidence)
@@ -255,7 +255,7 @@ class Runtime:
                                                  error=note))
                 tool_choice = "none"
                 continue
-            if all(guard.earlier_result(call) is not None for call in message.tool_calls):
+            if _all_repeats(guard, message.tool_calls):
                 # Only repeats of finished calls: drop them from the conversation (the trace keeps
                 # them) so the model answers from the real results, not from a note about repeating.
                 state.messages.pop()
@@ -471,6 +471,16 @@ class Runtime:
         if state.new_pins:
             reply += " Already done: " + "; ".join(state.new_pins)
         return reply
+
+
+# Module functions rather than generator expressions in `_loop`: those would keep the names they
+# use in cells for as long as the loop runs (through every model call), one more object each to collect.
+def _any_write(tools: dict[str, Any], calls: tuple[ToolCall, ...]) -> bool:
+    return any((tool := tools.get(c.name)) is not None and tool.writes for c in calls)
+
+
+def _all_repeats(guard: LoopGuard, calls: tuple[ToolCall, ...]) -> bool:
+    return all(guard.earlier_result(call) is not None for call in calls)
 
 
 def _thoughts(state: TurnState, strategy: Strategy, message: AssistantMessage,

@@ -133,6 +133,11 @@ class _SdkParts:
 
     __slots__ = ("enabled", "ids", "info", "limits", "metrics", "on_ending", "processor", "resource", "scope")
 
+    def listening(self) -> bool:
+        """Whether the provider has span processors now (it may get some later): with none, there
+        is nobody to hand a span to, on start or on end, so no `ReadableSpan` is built."""
+        return bool(getattr(self.processor, "_span_processors", True))
+
     @classmethod
     def of(cls, tracer: trace.Tracer) -> _SdkParts | None:
         """The parts, or None when spans must go through `tracer.start_span` (not the SDK's tracer,
@@ -194,7 +199,8 @@ class RecordedSpan(trace.Span):
         self._status = _UNSET
         self._end_metrics = parts.metrics(parent, Decision.RECORD_AND_SAMPLE) if parts.metrics is not None else None
         self._start_time = time_ns()
-        parts.processor.on_start(self, parent_context=None)
+        if parts.listening():
+            parts.processor.on_start(self, parent_context=None)
 
     # -- the API's Span -------------------------------------------------------------------
 
@@ -283,12 +289,14 @@ class RecordedSpan(trace.Span):
         if self._end_metrics is not None:
             self._end_metrics()
         parts = self._parts
-        if parts.on_ending is not None:
-            parts.on_ending(self)
-        limits = parts.limits
         attributes = self._attributes
         if type(attributes) is not dict:
             attributes._immutable = True  # as the SDK's end() leaves them
+        if not parts.listening():
+            return
+        if parts.on_ending is not None:
+            parts.on_ending(self)
+        limits = parts.limits
         parts.processor.on_end(ReadableSpan(
             name=self._name, context=self._context, parent=self._parent, resource=parts.resource,
             attributes=attributes,
