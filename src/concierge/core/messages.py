@@ -113,7 +113,12 @@ def message_from_dict(data: dict[str, Any]) -> Message:
 def message_text(message: Message) -> str:
     """The text a token counter or summariser should see for a message."""
     if isinstance(message, AssistantMessage):
+        calls = message.tool_calls
+        if not calls:
+            return message.content or ""
+        if len(calls) == 1 and not message.content:  # the common tool step: its one call, nothing to join
+            return calls[0].canonical()
         parts = [message.content or ""]
-        parts.extend(c.canonical() for c in message.tool_calls)
+        parts.extend(c.canonical() for c in calls)
         return " ".join(p for p in parts if p)
     return message.content

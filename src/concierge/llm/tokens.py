@@ -37,4 +37,8 @@ class CallableCounter:
 
 
 def count_messages(counter: TokenCounter, messages: Sequence[Message]) -> int:
-    return sum(counter.count(message_text(m)) + MESSAGE_OVERHEAD_TOKENS for m in messages)
+    count = counter.count
+    total = 0
+    for m in messages:
+        total += count(message_text(m)) + MESSAGE_OVERHEAD_TOKENS
+    return total

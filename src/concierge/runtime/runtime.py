@@ -54,6 +54,7 @@ SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 MAX_USER_MESSAGE_CHARS = 32_000
 PIN_TOKENS = 60
 SUMMARY_CHARS = 200
+_PRINCIPALS_MAX = 4096  # bare user ids whose Principal is kept for reuse
 UNSURE = ("Not executed: you rated your confidence {confidence:.2f}, too low to change anything on a guess. "
           "Ask the customer to confirm exactly what they want first.")
 
@@ -104,6 +105,7 @@ class Runtime:
         if guardrails is not None and guardrails.mark_tool_results and guardrails.input is not None:
             self.instructions = f"{agent.instructions}\n\n{UNTRUSTED_NOTE}"
         self._specs = agent.registry.specs()
+        self._principals: dict[str, Principal] = {}
         self._recovered = False
 
     async def recover(self) -> None:
@@ -125,7 +127,7 @@ class Runtime:
         """
         _validate_turn_input(session_id, user_message, principal)
         decision = user_message if isinstance(user_message, Decision) else None
-        principal = as_principal(principal)
+        principal = self._principal(principal)
         if not self._recovered:
             await self.recover()
         async with self.locks.hold(session_id):
@@ -206,6 +208,17 @@ class Runtime:
                                   span_id_hex(span), tuple(state.messages), tuple(state.pending),
                                   state.escalation, tuple(state.notices), tuple(state.reasoning),
                                   tuple(pending_actions(session.state, None)))
+
+    def _principal(self, principal: Principal | str) -> Principal:
+        """`as_principal`, a bare user id's Principal (immutable) built once and reused."""
+        if isinstance(principal, Principal):
+            return principal
+        known = self._principals.get(principal)
+        if known is None:
+            if len(self._principals) >= _PRINCIPALS_MAX:
+                self._principals.clear()
+            known = self._principals[principal] = as_principal(principal)
+        return known
 
     def _span(self, name: str, attributes: dict[str, Any] | None = None) -> SpanScope | RecordedScope:
         """A span scope from the runtime's tracer (which a caller may have replaced since)."""

@@ -92,7 +92,7 @@ def _to_response(
     tokens = (memo or _TokenMemo()).tokens
     sent = 0
     for m in messages:
-        sent += tokens(m)
+        sent += tokens(m) if isinstance(m, AssistantMessage) else _count(m.content)  # as `tokens` counts it
     usage = Usage(sent, tokens(message))
     return ModelResponse(message, usage, model, "tool_calls" if message.tool_calls else "stop")
 
