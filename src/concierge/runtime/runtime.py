@@ -352,7 +352,8 @@ class Runtime:
             })
         state.usage = state.usage + usage
         message = response.message
-        summary = message.content or ", ".join(c.name for c in message.tool_calls)
+        calls = message.tool_calls
+        summary = message.content or (calls[0].name if len(calls) == 1 else ", ".join(c.name for c in calls))
         state.steps.append(TraceStep("model", agent.model.name, None, summary[:SUMMARY_CHARS], latency_ms,
                                      usage.input_tokens, usage.output_tokens, usage.cost_usd))
         if state.emit is not None:
