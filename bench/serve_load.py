@@ -838,10 +838,15 @@ def main() -> None:
             rate = asyncio.run(rate_phase(servers[-1], keys))
         server_log = servers[-1].log_path
         servers.pop().stop()
-        problems = [line for line in server_log.read_text(errors="replace").splitlines()
-                    if "Traceback" in line or "ERROR" in line or "Error" in line]
+        lines = server_log.read_text(errors="replace").splitlines()
+        problems = [i for i, line in enumerate(lines) if "Traceback" in line or "ERROR" in line or "Error" in line]
         if problems:
-            notes.append(f"concierge's log has {len(problems)} error lines, first: {problems[0][:200]}")
+            kept = workdir.with_name(f"{workdir.name}-concierge.log")
+            shutil.copyfile(server_log, kept)
+            first = next((i for i in problems if "Traceback" not in lines[i]), problems[0])
+            notes.append(f"concierge's log has {len(problems)} error lines (kept in {kept}); the first error: "
+                         f"`{lines[first][:300]}`")
+            log("concierge's log, first error:\n" + "\n".join(lines[problems[0]:problems[0] + 40]))
         if args.workers > 1:
             redis_url = args.redis
             if redis_url == "start":

@@ -16,6 +16,7 @@ from concierge.serving.ratelimit import (
     RateLimiter,
     RedisRateLimiter,
     limiter_from_url,
+    take_all,
 )
 from concierge.testing.redis import RedisServer
 
@@ -89,6 +90,21 @@ async def test_partial_refill_reports_time_until_cost_is_available(env: Env) -> 
     if env.exact:
         await env.wait(1.0)
         assert (await env.limiter.take("k", rate, cost=3)).retry_after_s == pytest.approx(2.0)
+
+
+async def test_take_all_stops_at_the_first_refusal(env: Env) -> None:
+    """Tenant then user: a refusing tenant leaves the user's bucket untouched, a refusing user does not
+    give the tenant's token back (as two takes in a row); with Redis, one script."""
+    tenant, user = Rate(per_second=0.01, burst=2), Rate(per_second=0.01, burst=1)
+    assert await take_all(env.limiter, [("t", tenant), ("u1", user)]) is None
+    refused = await take_all(env.limiter, [("t", tenant), ("u1", user)])
+    assert refused is not None and refused[0] == 1 and not refused[1].allowed
+    assert 0 < refused[1].retry_after_s <= 100.0
+    refused = await take_all(env.limiter, [("t", tenant), ("u2", user)])  # the tenant is empty now
+    assert refused is not None and refused[0] == 0 and 0 < refused[1].retry_after_s <= 100.0
+    assert (await env.limiter.take("u2", user)).allowed  # untouched by the refused take_all
+    with pytest.raises(ValidationError):
+        await take_all(env.limiter, [("", tenant)])
 
 
 async def test_keys_have_separate_buckets(env: Env) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -133,38 +133,70 @@ class InProcessRateLimiter:
         self._buckets.clear()
 
 
-# KEYS[1]: the bucket's hash. ARGV: per_second, burst, cost. Returns {allowed, retry_after_s, remaining};
-# the floats come back as strings, as Redis would truncate Lua numbers to integers.
-_TAKE = """
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
+# One bucket's take, on Redis' clock: refill, take `cost` if it is there, store, expire once full
+# again. Returns allowed (0/1), retry_after_s and remaining; the floats as strings, as Redis would
+# truncate Lua numbers to integers.
+_BUCKET = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1])
-local ts = tonumber(state[2])
-if tokens == nil or ts == nil then
-  tokens = burst
-  ts = now
+local function take(key, rate, burst, cost)
+  local state = redis.call('HMGET', key, 'tokens', 'ts')
+  local tokens = tonumber(state[1])
+  local ts = tonumber(state[2])
+  if tokens == nil or ts == nil then
+    tokens = burst
+    ts = now
+  end
+  if now > ts then
+    tokens = math.min(burst, tokens + (now - ts) * rate)
+    ts = now
+  end
+  tokens = math.min(tokens, burst)
+  local allowed = 0
+  local retry = 0
+  if tokens + 1e-9 >= cost then
+    allowed = 1
+    tokens = math.max(0, tokens - cost)
+  else
+    retry = (cost - tokens) / rate
+  end
+  redis.call('HSET', key, 'tokens', string.format('%.17g', tokens), 'ts', string.format('%.17g', ts))
+  redis.call('PEXPIRE', key, math.ceil((burst - tokens) / rate * 1000) + 1)
+  return {allowed, string.format('%.17g', retry), string.format('%.17g', tokens)}
 end
-if now > ts then
-  tokens = math.min(burst, tokens + (now - ts) * rate)
-  ts = now
-end
-tokens = math.min(tokens, burst)
-local allowed = 0
-local retry = 0
-if tokens + 1e-9 >= cost then
-  allowed = 1
-  tokens = math.max(0, tokens - cost)
-else
-  retry = (cost - tokens) / rate
-end
-redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'ts', string.format('%.17g', ts))
-redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1)
-return {allowed, string.format('%.17g', retry), string.format('%.17g', tokens)}
 """
+
+# KEYS[1]: the bucket's hash. ARGV: per_second, burst, cost. Returns {allowed, retry_after_s, remaining}.
+_TAKE = _BUCKET + """
+return take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
+"""
+
+# KEYS: the buckets, in order. ARGV: per_second and burst of each, cost 1. Takes from each in turn
+# and stops at the first refusal (the buckets after it are not touched). Returns {i, retry_after_s,
+# remaining}: i is the refusing bucket's position (from 1), or 0 when every take went through.
+_TAKE_ALL = _BUCKET + """
+for i = 1, #KEYS do
+  local decision = take(KEYS[i], tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i]), 1)
+  if decision[1] == 0 then
+    return {i, decision[2], decision[3]}
+  end
+end
+return {0, '0', '0'}
+"""
+
+
+async def take_all(limiter: RateLimiter, takes: Sequence[tuple[str, Rate]]) -> tuple[int, Decision] | None:
+    """One token from each bucket in order, stopping at the first that refuses: (its index, its
+    decision), or None when all went through. One round trip with a `RedisRateLimiter`."""
+    batched = getattr(limiter, "take_all", None)
+    if batched is not None:
+        result: tuple[int, Decision] | None = await batched(takes)
+        return result
+    for i, (key, rate) in enumerate(takes):
+        decision = await limiter.take(key, rate)
+        if not decision.allowed:
+            return i, decision
+    return None
 
 
 class RedisRateLimiter:
@@ -176,6 +208,7 @@ class RedisRateLimiter:
         self._prefix = prefix
         self._close_client = close_client
         self._script = client.register_script(_TAKE)
+        self._script_all = client.register_script(_TAKE_ALL)
 
     async def take(self, key: str, rate: Rate, cost: float = 1.0) -> Decision:
         cost = _check(key, rate, cost)
@@ -183,6 +216,22 @@ class RedisRateLimiter:
                                         args=[repr(float(rate.per_second)), rate.burst, repr(cost)])
         allowed, retry, remaining = reply
         return Decision(bool(int(allowed)), float(retry), float(remaining))
+
+    async def take_all(self, takes: Sequence[tuple[str, Rate]]) -> tuple[int, Decision] | None:
+        """See `take_all` (the function): the buckets in one script, so in one round trip.
+
+        The keys of one call go to one script: on a Redis Cluster they would have to share a slot
+        (this limiter's client is a plain one, which a cluster would not serve anyway).
+        """
+        args: list[Any] = []
+        for key, rate in takes:
+            _check(key, rate, 1.0)
+            args += [repr(float(rate.per_second)), rate.burst]
+        reply: Any = await self._script_all(keys=[self._prefix + key for key, _ in takes], args=args)
+        refused, retry, remaining = reply
+        if int(refused) == 0:
+            return None
+        return int(refused) - 1, Decision(False, float(retry), float(remaining))
 
     async def close(self) -> None:
         """Closes the client only if this limiter made it (limiter_from_url); a lent client stays open."""

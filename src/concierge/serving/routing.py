@@ -52,57 +52,67 @@ local function advance(lease)
   redis.call('SET', KEYS[3], num(now_ms() + lease))
   return s
 end
-"""
-
-# A new ticket. A session seen for the first time (or idle past the TTL) starts counting from Redis'
-# clock in microseconds, so tickets keep increasing even after the keys expired.
-_ENTER = _LIB + """
-local ticket
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  local t = redis.call('TIME')
-  redis.call('SET', KEYS[1], t[1] .. string.format('%06d', tonumber(t[2])))
-  ticket = tonumber(redis.call('GET', KEYS[1]))
-  redis.call('SET', KEYS[2], num(ticket))
-  redis.call('SET', KEYS[3], num(now_ms() + tonumber(ARGV[3])))
-else
-  ticket = redis.call('INCR', KEYS[1])
-  if redis.call('EXISTS', KEYS[2]) == 0 then
+-- A new ticket. A session seen for the first time (or idle past the TTL) starts counting from
+-- Redis' clock in microseconds, so tickets keep increasing even after the keys expired.
+local function enter(lease)
+  local ticket
+  if redis.call('EXISTS', KEYS[1]) == 0 then
+    local t = redis.call('TIME')
+    redis.call('SET', KEYS[1], t[1] .. string.format('%06d', tonumber(t[2])))
+    ticket = tonumber(redis.call('GET', KEYS[1]))
     redis.call('SET', KEYS[2], num(ticket))
-    redis.call('SET', KEYS[3], num(now_ms() + tonumber(ARGV[3])))
+    redis.call('SET', KEYS[3], num(now_ms() + lease))
+  else
+    ticket = redis.call('INCR', KEYS[1])
+    if redis.call('EXISTS', KEYS[2]) == 0 then
+      redis.call('SET', KEYS[2], num(ticket))
+      redis.call('SET', KEYS[3], num(now_ms() + lease))
+    end
   end
+  touch()
+  return ticket
 end
-touch()
-return ticket
+-- Try to claim `ticket` (lease ms). Skips tickets ahead that were abandoned, or whose owner
+-- neither holds the lease nor claimed in time. Returns {1, serving} claimed, {0, serving} wait,
+-- {-1, serving} this ticket was skipped (its owner was too slow to claim): take a new one.
+local function claim(ticket, lease)
+  local s = tonumber(redis.call('GET', KEYS[2]))
+  if s == nil then
+    redis.call('SET', KEYS[2], num(ticket))
+    s = ticket
+  end
+  while s < ticket do
+    if redis.call('EXISTS', KEYS[4]) == 1 then return {0, s} end
+    local marker = ARGV[1] .. ':abandoned:' .. num(s)
+    local deadline = tonumber(redis.call('GET', KEYS[3])) or 0
+    if redis.call('DEL', marker) == 1 or now_ms() >= deadline then
+      s = advance(lease)
+    else
+      return {0, s}
+    end
+  end
+  if s > ticket then return {-1, s} end
+  local holder = redis.call('GET', KEYS[4])
+  if holder and holder ~= num(ticket) then return {0, s} end
+  redis.call('SET', KEYS[4], num(ticket), 'PX', lease)
+  redis.call('SET', KEYS[3], num(now_ms() + lease))
+  touch()
+  return {1, s}
+end
 """
 
-# Try to claim ARGV[3] (lease ARGV[4]). Skips tickets ahead that were abandoned, or whose owner
-# neither holds the lease nor claimed in time. Returns {1, serving} claimed, {0, serving} wait,
-# {-1, serving} this ticket was skipped (its owner was too slow to claim): take a new one.
+# A new ticket (ARGV[3]: lease ms), and at once a first try to claim it: an uncontended turn takes
+# its lock in one round trip. Returns {ticket, state, serving} with `claim`'s state.
+_ENTER = _LIB + """
+local lease = tonumber(ARGV[3])
+local ticket = enter(lease)
+local claimed = claim(ticket, lease)
+return {ticket, claimed[1], claimed[2]}
+"""
+
+# Try again to claim ticket ARGV[3] (lease ARGV[4]): `claim`'s {state, serving}.
 _TRY = _LIB + """
-local ticket = tonumber(ARGV[3])
-local lease = tonumber(ARGV[4])
-local s = tonumber(redis.call('GET', KEYS[2]))
-if s == nil then
-  redis.call('SET', KEYS[2], num(ticket))
-  s = ticket
-end
-while s < ticket do
-  if redis.call('EXISTS', KEYS[4]) == 1 then return {0, s} end
-  local marker = ARGV[1] .. ':abandoned:' .. num(s)
-  local deadline = tonumber(redis.call('GET', KEYS[3])) or 0
-  if redis.call('DEL', marker) == 1 or now_ms() >= deadline then
-    s = advance(lease)
-  else
-    return {0, s}
-  end
-end
-if s > ticket then return {-1, s} end
-local holder = redis.call('GET', KEYS[4])
-if holder and holder ~= ARGV[3] then return {0, s} end
-redis.call('SET', KEYS[4], ARGV[3], 'PX', lease)
-redis.call('SET', KEYS[3], num(now_ms() + lease))
-touch()
-return {1, s}
+return claim(tonumber(ARGV[3]), tonumber(ARGV[4]))
 """
 
 # Extend the lease of ticket ARGV[3] by ARGV[4] ms, only while it still holds it.
@@ -187,9 +197,11 @@ class _RedisHold:
         try:
             while True:
                 self.ticket = None
-                self.ticket = int(await locks._enter(keys=keys, args=[base, locks.idle_ttl_ms, locks.lease_ms]))
+                ticket, state, _serving = await locks._enter(keys=keys, args=[base, locks.idle_ttl_ms,
+                                                                             locks.lease_ms])
+                self.ticket = int(ticket)
                 _raise_if_cancelled(cancels)
-                claimed = await self._wait(keys, base, cancels)
+                claimed = int(state) == 1 or (int(state) == 0 and await self._wait(keys, base, cancels))
                 if claimed:
                     break
                 log.warning("session %s: ticket %s was skipped while its worker was stalled; queuing again",
@@ -208,16 +220,17 @@ class _RedisHold:
         return self.ticket
 
     async def _wait(self, keys: list[str], base: str, cancels: int) -> bool:
+        """Polls until the ticket is claimed (True) or skipped (False); entering tried once already."""
         locks = self.locks
         args: list[Any] = [base, locks.idle_ttl_ms, self.ticket, locks.lease_ms]
         while True:
+            await asyncio.sleep(locks.poll_ms / 1000)
             state, _serving = await locks._try(keys=keys, args=args)
             _raise_if_cancelled(cancels)
             if int(state) == 1:
                 return True
             if int(state) == -1:
                 return False
-            await asyncio.sleep(locks.poll_ms / 1000)
 
     async def _renew_loop(self, keys: list[str], base: str) -> None:
         """Keeps the lease alive every lease/3; stops (and warns) once another ticket took over."""

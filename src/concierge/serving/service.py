@@ -21,7 +21,7 @@ from ..security.auth import Caller, Forbidden, NotFound, SessionAccess, check_se
 from ..security.tenants import TenantDirectory, TenantRecord
 from ..tools.confirmation import Decision, pending_actions
 from .errors import ApiError, RateLimited
-from .ratelimit import Rate, RateLimiter
+from .ratelimit import Rate, RateLimiter, take_all
 from .records import SessionDirectory, SessionInfo, check_session_id, runtime_session_id, turn_steps
 from .webhooks import DeliveryLog
 
@@ -46,6 +46,10 @@ class TurnService:
     deliveries: DeliveryLog
     limiter: RateLimiter
     drain_timeout_s: float = 30.0
+    # Turns run at once by this worker; more wait their turn (see `_admission`). Enough for a few
+    # seconds of the worker's CPU-bound rate (about 100 turns/s on 2 slow cores) while each waits on
+    # a slow model: more in flight only lengthens every turn's waits for the database pools.
+    max_running_turns: int = 256
     # (tenant, conversation id) -> its decision trace; None when events are off.
     audit: Callable[[str, str], Awaitable[dict[str, Any]]] | None = None
     draining: bool = False
@@ -53,6 +57,7 @@ class TurnService:
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
     # tenant -> (the record they were made from, its rate, its per-user rate)
     _rates: dict[str, tuple[TenantRecord, Rate, Rate]] = field(default_factory=dict)
+    _slots: asyncio.Semaphore | None = None  # made on first use, inside the serving event loop
 
     # access
     async def session(self, caller: Caller, session_id: str, access: SessionAccess = "read") -> SessionInfo:
@@ -142,12 +147,10 @@ class TurnService:
         rates = self._rates.get(record.name)
         if rates is None or rates[0] is not record:  # the directory reloaded it: rates may have changed
             rates = self._rates[record.name] = (record, Rate(*record.rate), Rate(*record.user_rate))
-        decision = await self.limiter.take(f"t:{caller.tenant}", rates[1])
-        if not decision.allowed:
-            raise RateLimited("tenant", decision.retry_after_s)
-        decision = await self.limiter.take(f"u:{caller.tenant}:{user_id}", rates[2])
-        if not decision.allowed:
-            raise RateLimited("user", decision.retry_after_s)
+        refused = await take_all(self.limiter, ((f"t:{caller.tenant}", rates[1]),
+                                                 (f"u:{caller.tenant}:{user_id}", rates[2])))
+        if refused is not None:
+            raise RateLimited("tenant" if refused[0] == 0 else "user", refused[1].retry_after_s)
 
     async def answer(self, caller: Caller, session_id: str, text: str | Decision, *,
                      observer: TurnObserver | None = None) -> dict[str, Any]:
@@ -172,18 +175,34 @@ class TurnService:
         self._running += 1
         self._idle.clear()
         try:
-            started, clock = _now(), time.perf_counter()
-            result = await self.runtime.turn(runtime_session_id(info.tenant, info.session_id), text,
-                                             caller.principal, observer=observer)
-            latency_ms = (time.perf_counter() - clock) * 1000
-            decision = _decision_record(text, result) if isinstance(text, Decision) else None
-            message = text if isinstance(text, str) else _first_text(result)  # a decision: its marker
-            view = await self.sessions.record_turn(info.tenant, info.session_id, caller.user_id, message, result,
-                                                   started, latency_ms, decision=decision)
+            async with self._admission():
+                return await self._run_admitted(caller, info, text, observer)
         finally:
             self._running -= 1
             if self._running == 0:
                 self._idle.set()
+
+    def _admission(self) -> asyncio.Semaphore:
+        """At most `max_running_turns` turns inside the runtime; the others wait here, in arrival order.
+
+        A burst bigger than the worker can serve at once (10,000 sockets sending together) then
+        queues before it holds anything: no database connection waited for until the pool's
+        timeout, no model call started only to time out behind the others.
+        """
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_running_turns)
+        return self._slots
+
+    async def _run_admitted(self, caller: Caller, info: SessionInfo, text: str | Decision,
+                            observer: TurnObserver | None) -> dict[str, Any]:
+        started, clock = _now(), time.perf_counter()
+        result = await self.runtime.turn(runtime_session_id(info.tenant, info.session_id), text,
+                                         caller.principal, observer=observer)
+        latency_ms = (time.perf_counter() - clock) * 1000
+        decision = _decision_record(text, result) if isinstance(text, Decision) else None
+        message = text if isinstance(text, str) else _first_text(result)  # a decision: its marker
+        view = await self.sessions.record_turn(info.tenant, info.session_id, caller.user_id, message, result,
+                                               started, latency_ms, decision=decision)
         return {**turn_to_dict(info.session_id, result), "turn": view}
 
     async def drain(self) -> bool:
