@@ -27,6 +27,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from ...core import jsoncodec
+from ...core.journal import Journal
 from ...core.sqldb import SqlBacked, UTCDateTime
 from .base import UNRESOLVED, AuditRecord, LedgerEntry
 
@@ -69,6 +71,25 @@ audit_table = Table(
 )
 
 _ENTRY_FIELDS = [f.name for f in fields(LedgerEntry)]
+_SELECT = f"SELECT {', '.join(_ENTRY_FIELDS)} FROM tool_ledger"
+_JSON_FIELDS = frozenset(c.name for c in ledger_table.columns if isinstance(c.type, JSON))
+_TIME_FIELDS = frozenset(c.name for c in ledger_table.columns if isinstance(c.type, UTCDateTime))
+
+
+def _entry(journal: Journal, row: tuple[Any, ...]) -> LedgerEntry:
+    """A row read through the journal, in the types SQLAlchemy would have given."""
+    values: dict[str, Any] = {}
+    for name, value in zip(_ENTRY_FIELDS, row, strict=True):
+        if value is None:
+            pass
+        elif name in _JSON_FIELDS:
+            value = jsoncodec.loads(value) if isinstance(value, str | bytes) else value
+        elif name in _TIME_FIELDS:
+            value = journal.py_time(value)
+        elif name == "surfaced":
+            value = bool(value)
+        values[name] = value
+    return LedgerEntry(**values)
 
 
 def _row(entry: LedgerEntry) -> dict[str, Any]:
@@ -82,10 +103,9 @@ class SqlLedger(SqlBacked):
     what = "ledger"
 
     async def get(self, key: str) -> LedgerEntry | None:
-        await self._ensure_schema()
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(select(ledger_table).where(ledger_table.c.key == key))).first()
-        return None if row is None else LedgerEntry(**row._mapping)
+        journal = self._journal or await self.journal()
+        row = await journal.read_one(f"{_SELECT} WHERE key = ?", key)
+        return None if row is None else _entry(journal, row)
 
     async def claim(self, entry: LedgerEntry, *, over: tuple[str, ...] = ()) -> LedgerEntry | None:
         await self._ensure_schema()
@@ -115,18 +135,18 @@ class SqlLedger(SqlBacked):
         async with self.engine.begin() as conn:
             await conn.execute(update(ledger_table).where(ledger_table.c.key == entry.key).values(**values))
 
-    async def _select(self, *conditions: Any) -> list[LedgerEntry]:
-        await self._ensure_schema()
-        query = select(ledger_table).where(*conditions).order_by(ledger_table.c.started_at)
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return [LedgerEntry(**row._mapping) for row in rows]
+    async def _select(self, where: str, *params: Any) -> list[LedgerEntry]:
+        # Reads go through the journal's reader (a plain driver connection: a turn reads its session's
+        # entries twice); writes stay on SQLAlchemy with a disk sync each, before and after an effect.
+        journal = self._journal or await self.journal()
+        rows = (await journal.read(((f"{_SELECT} WHERE {where} ORDER BY started_at", params),)))[0]
+        return [_entry(journal, row) for row in rows]
 
     async def unresolved(self) -> list[LedgerEntry]:
-        return await self._select(ledger_table.c.status.in_(UNRESOLVED))
+        return await self._select(f"status IN ({', '.join('?' for _ in UNRESOLVED)})", *UNRESOLVED)
 
     async def entries(self, session_id: str) -> list[LedgerEntry]:
-        return await self._select(ledger_table.c.session_id == session_id)
+        return await self._select("session_id = ?", session_id)
 
     async def mark_surfaced(self, keys: list[str]) -> None:
         if not keys:
