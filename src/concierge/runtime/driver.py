@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.events import EventType
 from ..core.messages import AssistantMessage, Message, ToolCall, ToolResultMessage
-from ..core.reasoning import ReasoningStep, Strategy
+from ..core.reasoning import Action, ReasoningStep, Strategy
 from ..llm.base import ChatModel, ModelResponse, ModelSettings, StreamingFromComplete, ToolChoice, ToolSpec
 from ..tools.outcome import ToolOutcome
 from ..tools.registry import ToolRegistry
@@ -26,6 +26,7 @@ from .sessions.base import Session
 if TYPE_CHECKING:
     from .runtime import Runtime
 
+SUMMARY_CHARS = 200  # how much of a text a trace or reasoning step keeps
 _CONFIDENCE = re.compile(r"confiden\w*\W{0,3}(1(?:\.0+)?|0?\.\d+|0)\b", re.IGNORECASE)
 UNSTATED_CONFIDENCE = 0.5  # what a thought is worth when the model did not rate it
 
@@ -100,6 +101,26 @@ class AccountedModel(StreamingFromComplete):
         response: ModelResponse = await self.runtime._call_model(messages, tool_choice, self.state, tools=tools,
                                                                  response_format=response_format)
         return response
+
+
+def model_thoughts(state: TurnState, strategy: Strategy, message: AssistantMessage,
+                   confidence: float | None) -> list[ReasoningStep]:
+    """The reasoning steps of the model call just made (`state.steps[-1]`): one per action it chose
+    (its text is the thought), or one for its reply. The runtime records them as `record_step` does."""
+    model_step = state.steps[-1]
+    latency_ms, input_tokens, output_tokens = model_step.latency_ms, model_step.input_tokens, model_step.output_tokens
+    value = UNSTATED_CONFIDENCE if confidence is None else confidence
+    text = (message.content or "").strip()
+    if not message.tool_calls:
+        return [ReasoningStep(strategy, "response", text[:SUMMARY_CHARS], value, None, (), (), latency_ms,
+                              input_tokens, output_tokens)]
+    steps = []
+    for call in message.tool_calls:
+        thought = text or f"call {call.name}"  # the arguments are in the step's action
+        steps.append(ReasoningStep(strategy, "thought", thought[:SUMMARY_CHARS], value,
+                                   Action(call.name, call.arguments), (), (), latency_ms, input_tokens, output_tokens))
+        latency_ms, input_tokens, output_tokens = 0.0, 0, 0  # the model call is counted once, on its first step
+    return steps
 
 
 async def record_step(state: TurnState, step: ReasoningStep) -> None:

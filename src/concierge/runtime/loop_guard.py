@@ -39,6 +39,10 @@ class LoopGuard:
             self._call, self._key = call, call.canonical()
         return self._key
 
+    def all_repeated(self, calls: tuple[ToolCall, ...]) -> bool:
+        """Whether every one of these calls already succeeded in this turn."""
+        return all(self.earlier_result(call) is not None for call in calls)
+
     def earlier_result(self, call: ToolCall) -> str | None:
         """The result of an identical call that already succeeded in this turn, if any."""
         return self._succeeded.get(self._key_of(call)) if self._succeeded else None

@@ -21,7 +21,7 @@ from ..core.errors import ModelError, ValidationError
 from ..core.events import EventSink, EventType
 from ..core.messages import AssistantMessage, ToolCall, ToolResultMessage, UserMessage
 from ..core.principal import Principal, as_principal
-from ..core.reasoning import Action, ReasoningStep, Strategy
+from ..core.reasoning import Strategy
 from ..guardrails.turn import BLOCKED_REPLY, UNTRUSTED_NOTE, TurnGuardrails
 from ..llm.base import ModelResponse, TextDelta, ToolChoice
 from ..llm.tokens import EstimatingCounter, TokenCounter
@@ -34,7 +34,7 @@ from .agent import Agent
 from .closing import close_open_calls, emit_outcome, emit_tool_end, with_facts
 from .confirming import ask_confirmation, decision_payload, open_decision, take_answer
 from .context import ContextBuilder, ModelSummarizer, Summarizer, TokenTally
-from .driver import UNSTATED_CONFIDENCE, RuntimeDriver, stated_confidence
+from .driver import SUMMARY_CHARS, RuntimeDriver, model_thoughts, stated_confidence
 from .emitting import TurnEmitter
 from .events import TurnEvent, TurnObserver
 from .guarding import REPEATED, output_facts, screen_input, with_checked_reply
@@ -53,7 +53,6 @@ logger = logging.getLogger(__name__)
 SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 MAX_USER_MESSAGE_CHARS = 32_000
 PIN_TOKENS = 60
-SUMMARY_CHARS = 200
 _PRINCIPALS_MAX = 4096  # bare user ids whose Principal is kept for reuse
 UNSURE = ("Not executed: you rated your confidence {confidence:.2f}, too low to change anything on a guess. "
           "Ask the customer to confirm exactly what they want first.")
@@ -247,7 +246,7 @@ class Runtime:
             message = response.message
             state.messages.append(message)
             confidence = stated_confidence(message.content)
-            for thought in _thoughts(state, strategy, message, confidence):  # what `record_step` does
+            for thought in model_thoughts(state, strategy, message, confidence):  # what `record_step` does
                 state.reasoning.append(thought)
                 if state.emit is not None:
                     await state.emit(EventType.REASONING_STEP, **thought.to_dict())
@@ -268,7 +267,7 @@ class Runtime:
                                                  error=note))
                 tool_choice = "none"
                 continue
-            if _all_repeats(guard, message.tool_calls):
+            if guard.all_repeated(message.tool_calls):
                 # Only repeats of finished calls: drop them from the conversation (the trace keeps
                 # them) so the model answers from the real results, not from a note about repeating.
                 state.messages.pop()
@@ -487,33 +486,10 @@ class Runtime:
         return reply
 
 
-# Module functions rather than generator expressions in `_loop`: those would keep the names they
-# use in cells for as long as the loop runs (through every model call), one more object each to collect.
+# A function rather than a generator expression in `_loop`, which would keep the names it uses in
+# cells for as long as the loop runs (through every model call), one more object each to collect.
 def _any_write(tools: dict[str, Any], calls: tuple[ToolCall, ...]) -> bool:
     return any((tool := tools.get(c.name)) is not None and tool.writes for c in calls)
-
-
-def _all_repeats(guard: LoopGuard, calls: tuple[ToolCall, ...]) -> bool:
-    return all(guard.earlier_result(call) is not None for call in calls)
-
-
-def _thoughts(state: TurnState, strategy: Strategy, message: AssistantMessage,
-              confidence: float | None) -> list[ReasoningStep]:
-    """One step per action the model chose (its text is the thought), or one for its reply."""
-    model_step = state.steps[-1]
-    latency_ms, input_tokens, output_tokens = model_step.latency_ms, model_step.input_tokens, model_step.output_tokens
-    value = UNSTATED_CONFIDENCE if confidence is None else confidence
-    text = (message.content or "").strip()
-    if not message.tool_calls:
-        return [ReasoningStep(strategy, "response", text[:SUMMARY_CHARS], value, None, (), (), latency_ms,
-                              input_tokens, output_tokens)]
-    steps = []
-    for call in message.tool_calls:
-        thought = text or f"call {call.name}"  # the arguments are in the step's action
-        steps.append(ReasoningStep(strategy, "thought", thought[:SUMMARY_CHARS], value,
-                                   Action(call.name, call.arguments), (), (), latency_ms, input_tokens, output_tokens))
-        latency_ms, input_tokens, output_tokens = 0.0, 0, 0  # the model call is counted once, on its first step
-    return steps
 
 
 def agent_version(agent: Agent) -> str:
