@@ -10,8 +10,9 @@ scikit-learn is imported lazily; without it, building a classifier raises `Confi
 install hint, and `InputGuard` can still run rules only (`InputGuard(use_classifier=False)`).
 
 scikit-learn trains the pipeline and stays the reference; per text, scores come from the pipeline
-compiled into plain data (`compiled.py`: the same probabilities within 1e-9, some 20x cheaper than
-`predict_proba` on one text). A pipeline the compiler does not recognise is scored by scikit-learn.
+compiled into plain data (`compiled.py`: the same probabilities within 1e-9, without the per-call
+machinery that is most of `predict_proba`'s cost on one text). A pipeline the compiler does not
+recognise is scored by scikit-learn.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ HOLDOUT_PERCENT = 20
 _PROBES = 64
 # The classifier reads at most this much of a text: the first and the last `_CHUNK` characters and
 # the chunks in between densest in the words instructions are made of. Vectorising costs time
-# linear in what is read (a few ms per 1,000 characters), and a whole 32,000-character message
+# linear in what is read (over a millisecond per 1,000 characters), and a whole 32,000-character message
 # would bury a short attack in benign n-grams anyway; the rules read all of it.
 VIEW_CHARS = 1_500
 _CHUNK = 250
