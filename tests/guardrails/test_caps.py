@@ -25,12 +25,12 @@ from concierge.core.messages import ToolCall
 from concierge.domains.retail import create_schema, create_store_engine, export_db, import_db
 from concierge.domains.retail.agent import make_retail_agent
 from concierge.domains.retail.backend.app import create_app
+from concierge.domains.retail.caps import retail_measures
 from concierge.domains.retail.generator import generate_store
 from concierge.domains.retail.tools import retail_tools
 from concierge.guardrails.caps import (
     CapsCheck,
     Exposure,
-    InMemoryUsage,
     MeasureError,
     PolicyCaps,
     TenantCaps,
@@ -38,7 +38,6 @@ from concierge.guardrails.caps import (
     from_arguments,
     load_caps,
 )
-from concierge.domains.retail.caps import retail_measures
 from concierge.testing import ScriptedModel, call
 from concierge.tools import InMemoryLedger, ToolContext, TransactionalExecutor, tool
 from concierge.tools.confirmation import ConfirmationGate, pending_actions
@@ -492,4 +491,3 @@ def test_an_exposure_must_be_non_negative():
     with pytest.raises(MeasureError):
         Exposure(refund_usd=-5)
     assert Exposure(payment_method="paypal", payment_methods=("gift_card", "paypal")).kinds == ("paypal", "gift_card")
-    assert isinstance(InMemoryUsage(), InMemoryUsage)
