@@ -154,10 +154,10 @@ def test_cli_forget_and_show(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 async def test_real_memory_facade_is_an_erasable_store(tmp_path: Path) -> None:
-    memory_module = pytest.importorskip("concierge.memory")
     from concierge.erasure import MemoryStore
+    from concierge.memory import Memory  # the project's own module: an import error fails the test
 
-    facade = memory_module.Memory(tmp_path / "memory.db", tmp_path / "index")
+    facade = Memory(tmp_path / "memory.db", tmp_path / "index")
     try:
         receipt = await erase_user("acme", "u1", [MemoryStore(facade)])
         assert receipt.ok and receipt.store("memory").before == 0
