@@ -108,7 +108,7 @@ class Tool:
     effect: Effect = "read"
     scopes: frozenset[str] = frozenset()
     timeout_s: float | None = None
-    retry: RetryPolicy = RetryPolicy()
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
     # Repeating the call with the same idempotency key has no extra effect (the downstream API
     # honours the key, or the operation is naturally idempotent): retries are then safe.
     idempotent: bool = False
